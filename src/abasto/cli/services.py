@@ -1,0 +1,7 @@
+"""CLI commands: services."""
+
+from __future__ import annotations
+
+from abasto.cli.app import app
+
+__all__ = ["app"]

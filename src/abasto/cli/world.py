@@ -1,0 +1,7 @@
+"""CLI commands: world."""
+
+from __future__ import annotations
+
+from abasto.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,1 @@
+"""Contracts that several components share and that must stay stable (ARCHITECTURE.md)."""
