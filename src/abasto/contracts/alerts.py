@@ -54,6 +54,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     region_id: str | None = None
     route_id: str | None = None
     channel: str | None = None
+    big_customer: bool | None = None
     state: AlertState = "open"
 
     def to_event(self) -> dict[str, object]:
