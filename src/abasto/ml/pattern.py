@@ -1,0 +1,392 @@
+"""The foundation's demand pattern: expected units per store×SKU×local hour of week.
+
+:func:`fit_pattern` learns it from hourly sell-out history (stocked-out hours masked as censored
+demand; see :mod:`abasto.ml._estimate` for the estimator). :class:`PatternModel` implements
+:class:`abasto.contracts.patterns.DemandPattern` and adds what the stream processor needs to turn
+expected units into a risk: :meth:`PatternModel.prob_demand_at_least` and
+:meth:`PatternModel.quantile` (negative binomial with fitted dispersion).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from abasto.errors import InvalidInputError
+from abasto.ml import negbin
+from abasto.ml._estimate import Estimate, FitConfig, estimate
+from abasto.ml._frame import HOURS_PER_WEEK, prepare, to_pandas, zone
+
+__all__ = ["FitConfig", "PatternModel", "calendar_from_history", "fit_pattern"]
+
+FORMAT = 1
+_META_KEY = b"abasto.pattern"
+_HOUR = timedelta(hours=1)
+UNREGISTERED = "unregistered"
+
+
+@dataclass(frozen=True)
+class _Segment:
+    how: int  # local hour of week
+    day: date  # local date
+    hours: float  # fraction of the hour inside the window
+
+
+class PatternModel:
+    """Hour-of-week demand rates per store×SKU, day multipliers and dispersion per group.
+
+    Build with :func:`fit_pattern` or :meth:`from_table`; immutable (``with_*`` return copies).
+    """
+
+    def __init__(
+        self,
+        *,
+        timezone: str,
+        series: pd.DataFrame,
+        rates: np.ndarray,
+        groups: Sequence[str],
+        dispersion: Mapping[str, tuple[float, float]],
+        day_multipliers: Mapping[str, float] | None = None,
+        calendar: Mapping[date, Iterable[str]] | None = None,
+        version: str = UNREGISTERED,
+        fit_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        if rates.shape != (len(series), HOURS_PER_WEEK):
+            raise InvalidInputError(f"rates must have shape ({len(series)}, 168), got {rates.shape}")
+        self._tz_name = timezone
+        self._tz = zone(timezone)
+        self._series = series.reset_index(drop=True)[["store_id", "sku", "group", "level"]].copy()
+        self._rates = np.asarray(rates, dtype=np.float64).copy()
+        self._rates.setflags(write=False)
+        self._groups = tuple(groups)
+        self._dispersion = {g: (float(a), float(b)) for g, (a, b) in dispersion.items()}
+        self._day_mult = dict(day_multipliers or {})
+        self._calendar = {d: frozenset(f) for d, f in (calendar or {}).items()}
+        self._version = version
+        self._fit_info = dict(fit_info or {})
+        self._index = {
+            (str(s), str(k)): i
+            for i, (s, k) in enumerate(zip(self._series["store_id"], self._series["sku"], strict=True))
+        }
+        self._alphas = [self._dispersion.get(str(g), (0.0, 0.0)) for g in self._series["group"]]
+
+    # --- DemandPattern ---------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def rate(self, store_id: str, sku: str, at: datetime) -> float:
+        """Expected units per hour in the local hour containing ``at`` (0.0 for unknown pairs)."""
+        i = self._index.get((str(store_id), str(sku)))
+        local = _aware(at, "at").astimezone(self._tz)
+        if i is None:
+            return 0.0
+        how = local.weekday() * 24 + local.hour
+        return float(self._rates[i, how]) * self._day_factor(local.date())
+
+    def expected_units(self, store_id: str, sku: str, start: datetime, end: datetime) -> float:
+        """Expected units between two instants; partial hours count pro rata."""
+        mu, _ = self._moments(store_id, sku, start, end)
+        return mu
+
+    # --- uncertainty -----------------------------------------------------------------------
+    def variance(self, store_id: str, sku: str, start: datetime, end: datetime) -> float:
+        """Variance of units sold in the window (negative-binomial dispersion of the series' group)."""
+        _, var = self._moments(store_id, sku, start, end)
+        return var
+
+    def prob_demand_at_least(
+        self, store_id: str, sku: str, start: datetime, end: datetime, units: float
+    ) -> float:
+        """P(demand in [start, end) >= units): with ``units`` on hand, the chance of running out.
+
+        Non-integer ``units`` are rounded up (demand is a count). 1.0 for ``units <= 0``.
+        """
+        mu, var = self._moments(store_id, sku, start, end)
+        return negbin.prob_at_least(mu, var, _ceil(units))
+
+    def quantile(self, store_id: str, sku: str, start: datetime, end: datetime, q: float) -> int:
+        """Smallest unit count ``k`` with P(demand in the window <= k) >= q."""
+        if not 0.0 <= q <= 1.0:
+            raise InvalidInputError(f"quantile level must be in [0, 1], got {q}")
+        mu, var = self._moments(store_id, sku, start, end)
+        return negbin.quantile(mu, var, q)
+
+    # --- vectorised and introspection --------------------------------------------------------
+    def predict(self, frame: pa.Table | pd.DataFrame) -> np.ndarray:
+        """Rates (units/hour) for rows with columns store_id, sku, hour_start (tz-aware)."""
+        df = to_pandas(frame)
+        ts = df["hour_start"]
+        if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+            raise InvalidInputError("hour_start must be a tz-aware timestamp")
+        keys = pd.MultiIndex.from_arrays(
+            [self._series["store_id"].astype(str), self._series["sku"].astype(str)]
+        )
+        idx = keys.get_indexer(pd.MultiIndex.from_arrays([df["store_id"].astype(str), df["sku"].astype(str)]))
+        local = ts.dt.tz_convert(self._tz)
+        how = (local.dt.day_of_week * 24 + local.dt.hour).to_numpy(dtype=np.int64)
+        out = np.where(idx >= 0, self._rates[np.maximum(idx, 0), how], 0.0)
+        if self._day_mult and self._calendar:
+            days = local.dt.tz_localize(None).dt.date
+            factors = {d: self._day_factor(d) for d in set(days)}
+            out = out * days.map(factors).to_numpy(dtype=np.float64)
+        return np.asarray(out, dtype=np.float64)
+
+    def hour_of_week_rates(self, store_id: str, sku: str) -> np.ndarray:
+        """The 168 rates of a series (Monday 00h first, local time); zeros for unknown pairs."""
+        i = self._index.get((str(store_id), str(sku)))
+        return np.zeros(HOURS_PER_WEEK) if i is None else self._rates[i].copy()
+
+    def level(self, store_id: str, sku: str) -> float:
+        """Mean hourly rate of the series over a week (under the pooled shape)."""
+        i = self._index.get((str(store_id), str(sku)))
+        return 0.0 if i is None else float(self._series["level"].iat[i])
+
+    @property
+    def timezone(self) -> str:
+        return self._tz_name
+
+    @property
+    def day_multipliers(self) -> dict[str, float]:
+        return dict(self._day_mult)
+
+    @property
+    def dispersion(self) -> dict[str, tuple[float, float]]:
+        """Per group: (α_hour, α_day) of ``Var = μ + α_hour·Σ μ_h² + α_day·Σ μ_day²``."""
+        return dict(self._dispersion)
+
+    @property
+    def fit_info(self) -> dict[str, Any]:
+        return dict(self._fit_info)
+
+    def series_keys(self) -> list[tuple[str, str]]:
+        return list(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __repr__(self) -> str:
+        return f"PatternModel(version={self._version!r}, series={len(self)}, timezone={self._tz_name!r})"
+
+    # --- copies --------------------------------------------------------------------------------
+    def with_version(self, version: str) -> PatternModel:
+        return self._copy(version=version)
+
+    def with_calendar(self, calendar: Mapping[date, Iterable[str]]) -> PatternModel:
+        """A copy that knows the day flags of more dates (e.g. future holidays and paydays)."""
+        merged: dict[date, Iterable[str]] = dict(self._calendar)
+        merged.update(calendar)
+        return self._copy(calendar=merged)
+
+    def _copy(self, **changes: Any) -> PatternModel:
+        kwargs: dict[str, Any] = {
+            "timezone": self._tz_name,
+            "series": self._series,
+            "rates": self._rates,
+            "groups": self._groups,
+            "dispersion": self._dispersion,
+            "day_multipliers": self._day_mult,
+            "calendar": self._calendar,
+            "version": self._version,
+            "fit_info": self._fit_info,
+        }
+        kwargs.update(changes)
+        return PatternModel(**kwargs)
+
+    # --- artifact --------------------------------------------------------------------------------
+    def to_table(self) -> pa.Table:
+        """Long table (store_id, sku, group, level, hour_of_week, rate); the rest in schema metadata."""
+        n = len(self._series)
+
+        def per_hour(column: str, dtype: type) -> np.ndarray:
+            return np.repeat(self._series[column].to_numpy(dtype=dtype), HOURS_PER_WEEK)
+
+        table = pa.table(
+            {
+                "store_id": pa.array(per_hour("store_id", str), pa.string()),
+                "sku": pa.array(per_hour("sku", str), pa.string()),
+                "group": pa.array(per_hour("group", str), pa.string()),
+                "level": pa.array(per_hour("level", np.float64)),
+                "hour_of_week": pa.array(np.tile(np.arange(HOURS_PER_WEEK, dtype=np.int16), n)),
+                "rate": pa.array(self._rates.reshape(-1)),
+            }
+        )
+        meta = {
+            "format": FORMAT,
+            "version": self._version,
+            "timezone": self._tz_name,
+            "groups": list(self._groups),
+            "dispersion": {g: list(v) for g, v in self._dispersion.items()},
+            "day_multipliers": self._day_mult,
+            "calendar": {d.isoformat(): sorted(f) for d, f in sorted(self._calendar.items()) if f},
+            "fit_info": self._fit_info,
+        }
+        return table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> PatternModel:
+        """Inverse of :meth:`to_table`."""
+        raw = (table.schema.metadata or {}).get(_META_KEY)
+        if raw is None:
+            raise InvalidInputError("not a pattern table: schema metadata 'abasto.pattern' is missing")
+        meta = json.loads(raw)
+        if meta.get("format") != FORMAT:
+            raise InvalidInputError(f"unsupported pattern table format {meta.get('format')!r}")
+        df = table.to_pandas()
+        if len(df) % HOURS_PER_WEEK:
+            raise InvalidInputError("pattern table must hold 168 rows per series")
+        df = df.sort_values(["store_id", "sku", "hour_of_week"], kind="stable")
+        series = df.iloc[::HOURS_PER_WEEK][["store_id", "sku", "group", "level"]]
+        rates = df["rate"].to_numpy(dtype=np.float64).reshape(-1, HOURS_PER_WEEK)
+        return cls(
+            timezone=meta["timezone"],
+            series=series,
+            rates=rates,
+            groups=meta["groups"],
+            dispersion={g: (v[0], v[1]) for g, v in meta["dispersion"].items()},
+            day_multipliers=meta["day_multipliers"],
+            calendar={date.fromisoformat(d): f for d, f in meta["calendar"].items()},
+            version=meta["version"],
+            fit_info=meta["fit_info"],
+        )
+
+    # --- internals -------------------------------------------------------------------------------
+    def _day_factor(self, day: date) -> float:
+        factor = 1.0
+        for flag in self._calendar.get(day, ()):
+            factor *= self._day_mult.get(flag, 1.0)
+        return factor
+
+    def _segments(self, start: datetime, end: datetime) -> list[_Segment]:
+        t = _aware(start, "start").astimezone(UTC)
+        stop = _aware(end, "end").astimezone(UTC)
+        out: list[_Segment] = []
+        while t < stop:
+            local = t.astimezone(self._tz)
+            hour_start = t - timedelta(
+                minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+            )
+            nxt = min(hour_start + _HOUR, stop)
+            out.append(_Segment(local.weekday() * 24 + local.hour, local.date(), (nxt - t) / _HOUR))
+            t = nxt
+        return out
+
+    def _moments(self, store_id: str, sku: str, start: datetime, end: datetime) -> tuple[float, float]:
+        segments = self._segments(start, end)
+        i = self._index.get((str(store_id), str(sku)))
+        if i is None or not segments:
+            return 0.0, 0.0
+        a_hour, a_day = self._alphas[i]
+        row = self._rates[i]
+        mu = sq = 0.0
+        per_day: dict[date, float] = {}
+        for seg in segments:
+            m = float(row[seg.how]) * self._day_factor(seg.day) * seg.hours
+            mu += m
+            sq += m * m
+            per_day[seg.day] = per_day.get(seg.day, 0.0) + m
+        var = mu + a_hour * sq + a_day * sum(v * v for v in per_day.values())
+        return mu, var
+
+
+def _aware(at: datetime, name: str) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidInputError(f"{name} must be a tz-aware datetime, got naive {at.isoformat()}")
+    return at
+
+
+def _ceil(units: float) -> int:
+    if np.isnan(units):
+        raise InvalidInputError("units must be a number, got NaN")
+    return int(np.ceil(units - 1e-9))
+
+
+def calendar_from_history(
+    days: np.ndarray, flags: np.ndarray, names: tuple[str, ...]
+) -> dict[date, list[str]]:
+    """Flags of each local date seen in history (a flag is on when most rows of that day have it)."""
+    if not names:
+        return {}
+    df = pd.DataFrame(flags, columns=list(names))
+    df["day"] = days
+    share = df.groupby("day").mean()
+    out: dict[date, list[str]] = {}
+    for day, row in share.iterrows():
+        on = [n for n in names if row[n] >= 0.5]
+        if on:
+            out[pd.Timestamp(day).date()] = on
+    return out
+
+
+def fit_pattern(
+    history: pa.Table | pd.DataFrame,
+    *,
+    timezone: str,
+    group_by: str | None = None,
+    day_flags: Sequence[str] | None = None,
+    calendar: Mapping[date, Iterable[str]] | None = None,
+    unknown_stock_is_in_stock: bool = True,
+    config: FitConfig | None = None,
+) -> PatternModel:
+    """Learn the hour-of-week pattern of every store×SKU in ``history``.
+
+    ``history`` follows the contract in :mod:`abasto.ml._frame` (store_id, sku, hour_start
+    (tz-aware), units_sold, out_of_stock; optional channel and boolean day flags).
+    ``timezone``: local zone defining hour of week and calendar days.
+    ``group_by``: column selecting the pooled shape (default ``channel`` if present, else one
+    pool). ``day_flags``: boolean columns to learn day multipliers for (default: ``is_holiday``,
+    ``is_payday`` when present). ``calendar``: day flags of dates beyond the history (future
+    holidays/paydays), merged with those seen in history. ``unknown_stock_is_in_stock``: whether
+    rows with a null ``out_of_stock`` count as in stock (default) or as censored.
+    """
+    cfg = config or FitConfig()
+    prep = prepare(
+        history,
+        timezone=timezone,
+        group_by=group_by,
+        day_flags=day_flags,
+        unknown_stock_is_in_stock=unknown_stock_is_in_stock,
+    )
+    if prep.n_series == 0:
+        raise InvalidInputError("history is empty: nothing to fit")
+    if not prep.observed.any():
+        raise InvalidInputError("history has no in-stock hour with known sales: nothing to learn from")
+    est: Estimate = estimate(prep, cfg)
+    series = prep.series.assign(level=est.level)
+    merged: dict[date, Iterable[str]] = dict(
+        calendar_from_history(prep.local_date, prep.flags, prep.flag_names)
+    )
+    merged.update(calendar or {})
+    observed_hours = int(prep.observed.sum())
+    fit_info = {
+        "rows": len(prep.units),
+        "observed_hours": observed_hours,
+        "censored_hours": len(prep.units) - observed_hours,
+        "series": prep.n_series,
+        "first_hour": str(prep.hour_start.min()),
+        "last_hour": str(prep.hour_start.max()),
+        "shape_prior_hours": est.shape_prior_hours,
+        "level_prior_hours": cfg.level_prior_hours,
+        "group_prior_hours": cfg.group_prior_hours,
+        "day_flags": list(prep.flag_names),
+    }
+    return PatternModel(
+        timezone=timezone,
+        series=series,
+        rates=est.rates,
+        groups=est.groups,
+        dispersion={g: (float(est.alpha_hour[j]), float(est.alpha_day[j])) for j, g in enumerate(est.groups)},
+        day_multipliers=est.day_multipliers,
+        calendar=merged,
+        fit_info=fit_info,
+    )
