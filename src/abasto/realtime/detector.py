@@ -1,0 +1,270 @@
+"""Turns a store×SKU state into alerts: projected stockout and stopped sales.
+
+projected_stockout — demand from now until the next replenishment is the pattern's expected units
+× today's velocity ratio (observed/expected so far, shrunk toward 1); the risk is P(demand ≥ on
+hand), from the model's own distribution when it offers one (``prob_demand_at_least``), else
+Poisson. At or above the threshold, one alert per episode, explaining expected vs observed
+velocity, when stock runs out, when the truck comes and how much to order.
+
+sales_stopped — stock on hand by the estimate, but no sale for hours in which the pattern expected
+several units: phantom inventory, product not on the shelf, or a broken cooler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from abasto.contracts.alerts import Alert, AlertKind, alert_id
+from abasto.realtime.demand import ExpectedDemand
+from abasto.realtime.reference import ReferenceData
+from abasto.realtime.risk import (
+    ProbAtLeast,
+    exhaustion_time,
+    markov_bound,
+    poisson_at_least,
+    prob_running_out,
+    round_up_to_case,
+    velocity_ratio,
+)
+from abasto.realtime.state import PairState
+from abasto.realtime.tuning import DetectorTuning
+
+_HOUR: Final = timedelta(hours=1)
+PROJECTED: Final = "projected_stockout"
+STOPPED: Final = "sales_stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelCall:
+    at: datetime
+    episode: str
+    evidence: datetime | None
+    horizon: datetime
+
+
+def episode_key(kind: AlertKind, marker: str) -> str:
+    return f"{kind}@{marker}"
+
+
+class Detector:
+    def __init__(
+        self,
+        demand: ExpectedDemand,
+        reference: ReferenceData,
+        tuning: DetectorTuning,
+        store_deliveries: Mapping[str, datetime] | None = None,
+    ) -> None:
+        """``store_deliveries``: last DeliveryReceipt time per store (kept current by the engine)."""
+        self._demand = demand
+        self._store_deliveries = store_deliveries if store_deliveries is not None else {}
+        self._ref = reference
+        self._tuning = tuning
+        prob = getattr(demand.pattern, "prob_demand_at_least", None)
+        self._model_prob: ProbAtLeast | None = prob if callable(prob) else None
+        #: per pair: when the model was last asked, in which episode, knowing events up to when, for
+        #: which horizon; its verdict was "below the threshold" (or the pair would have alerted)
+        self._last_model_call: dict[tuple[str, str], _ModelCall] = {}
+        self._model_spacing = timedelta(minutes=tuning.model_call_spacing_min)
+        self.evaluations = 0
+
+    def evaluate(
+        self, st: PairState, now: datetime, *, projected: bool = True, stopped: bool = True
+    ) -> list[Alert]:
+        out: list[Alert] = []
+        if projected and PROJECTED not in st.alerted:
+            alert = self._projected(st, now)
+            if alert is not None:
+                out.append(alert)
+        if stopped and STOPPED not in st.alerted:
+            alert = self._stopped(st, now)
+            if alert is not None:
+                out.append(alert)
+        for a in out:
+            st.alerted.add(a.kind)
+        return out
+
+    # --- projected stockout ----------------------------------------------------------------------
+    def _projected(self, st: PairState, now: datetime) -> Alert | None:
+        if st.on_hand is None:
+            return None
+        self.evaluations += 1
+        t = self._tuning
+        next_delivery, horizon, cycle_end = self._upcoming(st.store_id, now)
+        ratio = self._ratio(st, now)
+        expected = ratio * self._demand.units(st.store_id, st.sku, now, horizon)
+        # running out: demand reaches the units on hand; with none left, any demand is a lost sale
+        units = max(st.on_hand, 1.0)
+        if markov_bound(expected, units) < t.risk_threshold:
+            return None  # no distribution of demand with this mean reaches the threshold
+        risk = self._risk(st, now, horizon, expected=expected, ratio=ratio, units=units)
+        if risk < t.risk_threshold:
+            return None
+        projected_at = exhaustion_time(
+            lambda a, b: self._demand.units(st.store_id, st.sku, a, b), now, st.on_hand, ratio, cycle_end
+        )
+        cycle_demand = ratio * self._demand.units(st.store_id, st.sku, now, cycle_end)
+        shortfall = t.cover_factor * cycle_demand - max(st.on_hand, 0.0)
+        suggested = round_up_to_case(shortfall, self._ref.case_size(st.sku))
+        expected_uph, observed_uph = self._rates(st, now, horizon, ratio)
+        return self._alert(
+            PROJECTED,
+            st,
+            now,
+            risk=risk,
+            expected_uph=expected_uph,
+            observed_uph=observed_uph,
+            projected_at=projected_at,
+            next_delivery=next_delivery,
+            suggested=suggested,
+        )
+
+    def _upcoming(self, store_id: str, now: datetime) -> tuple[datetime | None, datetime, datetime]:
+        """(next delivery, end of the window to cover until it, end of the cycle after it).
+
+        A scheduled delivery up to ``delivery_grace_h`` in the past that has not shown up yet (no
+        DeliveryReceipt at the store since) is still coming: trucks run late. It is assumed to
+        arrive within the hour.
+        """
+        t = self._tuning
+        grace = timedelta(hours=t.delivery_grace_h)
+        fallback = timedelta(hours=t.fallback_cycle_h)
+        delivered = self._store_deliveries.get(store_id)
+        pending = [
+            d
+            for d in self._ref.calendar.deliveries_after(store_id, now - grace, 3)
+            if delivered is None or delivered < d - grace
+        ]
+        if not pending:
+            return None, now + fallback, now + 2 * fallback
+        nxt = max(pending[0], min(now + _HOUR, pending[0] + grace))
+        cycle_end = pending[1] if len(pending) > 1 else nxt + fallback
+        return nxt, nxt, cycle_end
+
+    def _rates(self, st: PairState, now: datetime, horizon: datetime, ratio: float) -> tuple[float, float]:
+        """(expected, observed) units per hour, for the explanation.
+
+        After an hour of trading today: the observed exponentially weighted velocity and the
+        pattern's rate weighted the same way. Just opened: the pattern's mean rate over the
+        selling hours until ``horizon`` and the rate the projection assumes (× the velocity ratio).
+        """
+        since = st.counting_since or now
+        if self._demand.selling_hours(st.store_id, st.sku, since, now) >= 1.0:
+            return self._weighted_expected_rate(st, now), st.velocity.rate(now)
+        hours = self._demand.selling_hours(st.store_id, st.sku, now, horizon)
+        ahead = self._demand.units(st.store_id, st.sku, now, horizon) / hours if hours > 0 else 0.0
+        return ahead, ahead * ratio
+
+    def _ratio(self, st: PairState, now: datetime) -> float:
+        t = self._tuning
+        since = st.counting_since
+        expected_so_far = self._demand.units(st.store_id, st.sku, since, now) if since is not None else 0.0
+        return velocity_ratio(
+            float(st.sales_today),
+            expected_so_far,
+            t.velocity_prior_units,
+            t.velocity_ratio_min,
+            t.velocity_ratio_max,
+        )
+
+    def _risk(
+        self, st: PairState, now: datetime, horizon: datetime, *, expected: float, ratio: float, units: float
+    ) -> float:
+        model = self._model_prob
+        if model is None:
+            return prob_running_out(expected, units, ratio, None)
+        key = (st.store_id, st.sku)
+        last = self._last_model_call.get(key)
+        if last is not None and last.episode == st.episode:
+            if now - last.at < self._model_spacing:
+                return 0.0  # asked the model moments ago in this episode: wait for more evidence
+            if last.evidence == st.last_event_at and last.horizon == horizon:
+                # nothing happened since: same stock, the window only shrank and the velocity ratio
+                # only fell, so the risk cannot have risen above the last (sub-threshold) verdict
+                return 0.0
+        self._last_model_call[key] = _ModelCall(now, st.episode, st.last_event_at, horizon)
+
+        def at_least(units: float) -> float:
+            return model(st.store_id, st.sku, now, horizon, units)
+
+        return prob_running_out(expected, units, ratio, at_least)
+
+    def _weighted_expected_rate(self, st: PairState, now: datetime) -> float:
+        """The pattern's units/hour, weighted like the observed velocity (exponential, same half-life)."""
+        tau_h = self._tuning.velocity_half_life_h / math.log(2.0)
+        total = 0.0
+        for k in range(math.ceil(4 * tau_h)):
+            a, b = now - timedelta(hours=k + 1), now - timedelta(hours=k)
+            total += self._demand.units(st.store_id, st.sku, a, b) * math.exp(-(k + 0.5) / tau_h)
+        return total / tau_h
+
+    # --- stopped sales ---------------------------------------------------------------------------
+    def _stopped(self, st: PairState, now: datetime) -> Alert | None:
+        t = self._tuning
+        if st.on_hand is None or st.on_hand < 1:
+            return None
+        since = st.last_sale_at or st.first_seen_at
+        silent_h = (now - since).total_seconds() / 3600.0
+        if silent_h < t.silent_min_hours:
+            return None
+        expected = self._demand.units(st.store_id, st.sku, since, now)
+        if expected < t.silent_min_expected_units:
+            return None
+        self.evaluations += 1
+        if self._model_prob is not None:
+            risk = float(self._model_prob(st.store_id, st.sku, since, now, 1.0))
+        else:
+            risk = poisson_at_least(expected, 1.0)
+        if risk < max(t.risk_threshold, 1.0 - math.exp(-t.silent_min_expected_units)):
+            return None
+        return self._alert(
+            STOPPED,
+            st,
+            now,
+            risk=risk,
+            expected_uph=expected / silent_h,
+            observed_uph=0.0,
+            projected_at=None,
+            next_delivery=self._upcoming(st.store_id, now)[0],
+            suggested=0,
+        )
+
+    # --- common ------------------------------------------------------------------------------------
+    def _alert(
+        self,
+        kind: AlertKind,
+        st: PairState,
+        now: datetime,
+        *,
+        risk: float,
+        expected_uph: float,
+        observed_uph: float,
+        projected_at: datetime | None,
+        next_delivery: datetime | None,
+        suggested: int,
+    ) -> Alert:
+        episode = episode_key(kind, st.episode)
+        store = self._ref.store(st.store_id)
+        return Alert(
+            alert_id=alert_id(st.store_id, st.sku, episode),
+            kind=kind,
+            store_id=st.store_id,
+            sku=st.sku,
+            raised_at=now,
+            episode=episode,
+            risk=round(risk, 4),
+            on_hand_estimate=float(st.on_hand or 0.0),
+            expected_units_per_hour=round(expected_uph, 3),
+            observed_units_per_hour=round(observed_uph, 3),
+            projected_stockout_at=projected_at,
+            next_delivery_at=next_delivery,
+            suggested_qty=suggested,
+            model_version=str(self._demand.pattern.version),
+            region_id=store.region_id,
+            route_id=store.route_id,
+            channel=store.channel,
+            big_customer=store.big_customer,
+        )

@@ -1,0 +1,173 @@
+"""The processor's core, free of I/O: raw message in → state updated → alerts and dead letters out.
+
+For each message: validate (decode_event; subject ↔ store), deduplicate by (device, seq), advance
+the store's event-time watermark, apply the event to its store×SKU state and evaluate that pair;
+when a store's watermark crosses an hour, evaluate every pair of the store at that hour (stopped
+sales are only visible then).
+Nothing raised by one message escapes: it becomes a dead letter with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from abasto.contracts.alerts import Alert
+from abasto.contracts.events import DeliveryReceipt, DeviceEvent, SaleScan, StockReading, decode_event
+from abasto.contracts.patterns import DemandPattern
+from abasto.errors import InvalidEventError
+from abasto.realtime.dedup import SeqDeduper
+from abasto.realtime.demand import ExpectedDemand
+from abasto.realtime.detector import Detector
+from abasto.realtime.metrics import ProcessorMetrics
+from abasto.realtime.reference import ReferenceData
+from abasto.realtime.state import PairState
+from abasto.realtime.tuning import DetectorTuning
+from abasto.realtime.velocity import EwmaRate
+from abasto.realtime.watermark import Watermark
+from abasto.stream.topology import store_of_pos_subject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input refused by the processor, kept verbatim with the reason."""
+
+    subject: str
+    data: bytes
+    reason: str
+    detail: str
+
+
+Output = Alert | DeadLetter
+
+
+class Engine:
+    def __init__(
+        self,
+        pattern: DemandPattern,
+        reference: ReferenceData,
+        tuning: DetectorTuning | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.tuning = tuning or DetectorTuning()
+        self.metrics = ProcessorMetrics()
+        self._tz = ZoneInfo(reference.timezone)
+        self._store_deliveries: dict[str, datetime] = {}
+        self._detector = Detector(
+            ExpectedDemand(pattern, reference.timezone), reference, self.tuning, self._store_deliveries
+        )
+        self._dedup = SeqDeduper(self.tuning.dedup_window)
+        self._lateness = timedelta(seconds=self.tuning.allowed_lateness_s)
+        self._clocks: dict[str, Watermark] = {}
+        self._store_pairs: dict[str, list[PairState]] = {}
+        self._clock = clock
+        self._pairs: dict[tuple[str, str], PairState] = {}
+
+    # --- inspection ------------------------------------------------------------------------------
+    def watermark(self, store_id: str) -> datetime | None:
+        """The store's event-time watermark (its newest event time − allowed lateness)."""
+        clock = self._clocks.get(store_id)
+        return None if clock is None else clock.current
+
+    def pair(self, store_id: str, sku: str) -> PairState | None:
+        return self._pairs.get((store_id, sku))
+
+    def pairs(self) -> Iterator[PairState]:
+        return iter(self._pairs.values())
+
+    # --- processing ------------------------------------------------------------------------------
+    def process(self, subject: str, data: bytes) -> list[Output]:
+        """Apply one raw message; never raises."""
+        self.metrics.received += 1
+        try:
+            event = decode_event(data, now=self._clock() if self._clock else None)
+        except InvalidEventError as exc:
+            return [self._reject(subject, data, exc.reason, exc.detail)]
+        store = store_of_pos_subject(subject)
+        if store is None:
+            detail = f"expected pos.<store_id>.<device_id>, got {subject}"
+            return [self._reject(subject, data, "bad_subject", detail)]
+        if event.store_id != store:
+            return [
+                self._reject(
+                    subject,
+                    data,
+                    "store_mismatch",
+                    f"event for store {event.store_id} published on {subject}",
+                )
+            ]
+        if not self._dedup.first_time(event.device_id, event.seq):
+            self.metrics.duplicates += 1
+            return []
+        try:
+            out = self._apply(event)
+        except Exception as exc:
+            log.exception("processing %s failed", event.msg_id)
+            return [self._reject(subject, data, "processing_error", repr(exc))]
+        self.metrics.alerts.update(a.kind for a in out)
+        return list(out)
+
+    def _reject(self, subject: str, data: bytes, reason: str, detail: str) -> DeadLetter:
+        self.metrics.rejected[reason] += 1
+        return DeadLetter(subject=subject, data=data, reason=reason, detail=detail)
+
+    def _apply(self, event: DeviceEvent) -> list[Alert]:
+        m = self.metrics
+        m.accepted += 1
+        payload = event.payload
+        m.by_type[type(payload).__name__] += 1
+        at = event.event_time.astimezone(UTC)
+        clock = self._clocks.get(event.store_id)
+        if clock is None:
+            clock = self._clocks[event.store_id] = Watermark(self._lateness)
+        if clock.is_late(at):
+            m.late += 1
+        clock.observe(at)
+        out: list[Alert] = []
+        if isinstance(payload, SaleScan | StockReading | DeliveryReceipt):
+            st = self._state(event.store_id, payload.sku, at)
+            local_day = at.astimezone(self._tz).date()
+            st.touch(at, local_day, self._tz)
+            if isinstance(payload, SaleScan):
+                st.sale(at, payload.qty, local_day)
+            elif isinstance(payload, DeliveryReceipt):
+                st.delivery(at, payload.qty)
+                last = self._store_deliveries.get(event.store_id)
+                if last is None or at > last:
+                    self._store_deliveries[event.store_id] = at
+            else:
+                st.reading(at, payload.on_hand, self.tuning.replenish_tolerance_units)
+            now = st.last_event_at or at
+            out += self._detector.evaluate(st, now, stopped=not isinstance(payload, SaleScan))
+        for hour in clock.hours_crossed(self.tuning.max_catchup_hours):
+            out += self.evaluate_store(event.store_id, hour)
+        m.evaluations = self._detector.evaluations
+        return out
+
+    def _state(self, store_id: str, sku: str, at: datetime) -> PairState:
+        key = (store_id, sku)
+        st = self._pairs.get(key)
+        if st is None:
+            st = self._pairs[key] = PairState(
+                store_id=store_id,
+                sku=sku,
+                first_seen_at=at,
+                velocity=EwmaRate(self.tuning.velocity_half_life_h),
+                episode=f"d{at.astimezone(self._tz).date().isoformat()}",
+            )
+            self._store_pairs.setdefault(store_id, []).append(st)
+        return st
+
+    def evaluate_store(self, store_id: str, at: datetime) -> list[Alert]:
+        """Evaluate every pair of a store as of ``at`` (or the pair's own newer event time)."""
+        out: list[Alert] = []
+        for st in self._store_pairs.get(store_id, ()):
+            now = at if st.last_event_at is None or st.last_event_at < at else st.last_event_at
+            out += self._detector.evaluate(st, now)
+        return out
