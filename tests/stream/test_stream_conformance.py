@@ -235,3 +235,16 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+async def test_delete_stream_removes_messages_and_dedup_state(stream: EventStream, spec: StreamSpec) -> None:
+    await stream.ensure_streams([spec])
+    await stream.publish(subject(spec, "z"), b"payload", msg_id="dev-9:1")
+    assert await stream.delete_stream(spec.name) is True
+    assert await stream.delete_stream(spec.name) is False
+    with pytest.raises(NotFoundError):
+        await stream.stream_state(spec.name)
+    await stream.ensure_streams([spec])
+    again = await stream.publish(subject(spec, "z"), b"payload", msg_id="dev-9:1")
+    assert not again.duplicate
+    assert (await stream.stream_state(spec.name)).messages == 1

@@ -224,6 +224,14 @@ class JetStreamEventStream(EventStream):
         st = info.state
         return StreamState(messages=st.messages, bytes=st.bytes, first_seq=st.first_seq, last_seq=st.last_seq)
 
+    async def delete_stream(self, stream: str) -> bool:
+        try:
+            return bool(await self.js.delete_stream(stream))
+        except nats.js.errors.NotFoundError:
+            return False
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise ServiceUnavailableError(f"delete stream {stream}: {exc!r}") from exc
+
     # --- publishing -------------------------------------------------------------------------
     async def publish(
         self,

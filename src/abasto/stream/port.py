@@ -188,6 +188,10 @@ class EventStream(ABC):
             NotFoundError: no such stream.
         """
 
+    @abstractmethod
+    async def delete_stream(self, stream: str) -> bool:
+        """Delete a stream with its messages and consumers; False if it did not exist."""
+
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
