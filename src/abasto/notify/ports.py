@@ -107,3 +107,7 @@ class Notifier(Protocol):
     """Publishes alerts to named topics (SNS-like)."""
 
     def publish(self, topic: str, alert: Alert) -> list[DeliveryResult]: ...
+
+    def close(self) -> None:
+        """Release delivery threads and sinks."""
+        ...

@@ -1,0 +1,137 @@
+"""Merge change records into a table's current rows, in Arrow (DuckDB only ranks and joins row ids).
+
+Pure functions over Arrow tables, so the same merge serves any writer. DuckDB computes which rows
+survive (window ranking, anti-join) and returns row positions; the rows themselves are taken from
+the Arrow inputs, so column types never round-trip through another type system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from abasto.errors import InvalidInputError
+from abasto.lake.raw_files import CDC_COLUMNS, FILE_INDEX
+
+__all__ = ["MergeOutcome", "apply_latest", "conform", "latest_per_key", "sorted_rows"]
+
+_ROW = "__row"
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """The merged rows and what the change records did."""
+
+    table: pa.Table
+    upserted: int
+    deleted: int
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+
+
+def _for_duckdb(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """``columns`` of ``table`` as DuckDB compares them; zoned timestamps as epoch integers (exact,
+    and DuckDB would otherwise need pytz to map Arrow zone names like ``+00:00``)."""
+    arrays = []
+    for name in columns:
+        column = table[name]
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            column = pc.cast(column, pa.int64())
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _with_row_ids(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    ids = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    return _for_duckdb(table, columns).append_column(_ROW, ids)
+
+
+def _row_ids(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Array:
+    return con.execute(sql).to_arrow_table()[_ROW].combine_chunks()
+
+
+def latest_per_key(changes: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """The last change record of every key, ordered by (``_lsn``, file, ``_seq``).
+
+    Raises:
+        InvalidInputError: a key column is missing or null in a change record.
+    """
+    missing = [k for k in keys if k not in changes.column_names]
+    if missing:
+        raise InvalidInputError(f"change records lack key columns {missing}")
+    for k in keys:
+        if changes[k].null_count:
+            raise InvalidInputError(f"{changes[k].null_count} change records have a null key column {k!r}")
+    if changes.num_rows == 0:
+        return changes
+    order = ("_lsn", FILE_INDEX, "_seq")
+    con = _connect()
+    try:
+        con.register("changes", _with_row_ids(changes, [*keys, *order]))
+        part = ", ".join(_quote(k) for k in keys)
+        ids = _row_ids(
+            con,
+            f"SELECT {_ROW} FROM changes QUALIFY row_number() OVER "
+            f"(PARTITION BY {part} ORDER BY _lsn DESC, {FILE_INDEX} DESC, _seq DESC) = 1 ORDER BY {_ROW}",
+        )
+    finally:
+        con.close()
+    return changes.take(ids)
+
+
+def apply_latest(current: pa.Table, latest: pa.Table, keys: Sequence[str], schema: pa.Schema) -> MergeOutcome:
+    """``current`` with every key of ``latest`` replaced by its image, or removed if its last op is ``D``.
+
+    ``latest`` holds one change record per key (see :func:`latest_per_key`); the result has
+    ``schema`` (columns absent from an input are null), sorted by ``keys``.
+    """
+    is_delete = (
+        pc.fill_null(pc.equal(latest["Op"], "D"), False) if latest.num_rows else pa.array([], pa.bool_())
+    )
+    images = latest.filter(pc.invert(is_delete)) if latest.num_rows else latest
+    deleted = 0
+    kept = current
+    if current.num_rows and latest.num_rows:
+        con = _connect()
+        try:
+            con.register("cur", _with_row_ids(current, keys))
+            con.register("lat", _for_duckdb(latest, keys).append_column("_del", is_delete))
+            on = " AND ".join(f"c.{_quote(k)} = l.{_quote(k)}" for k in keys)
+            kept = current.take(
+                _row_ids(con, f"SELECT c.{_ROW} FROM cur c ANTI JOIN lat l ON {on} ORDER BY 1")
+            )
+            row = con.execute(f"SELECT count(*) FROM cur c JOIN lat l ON {on} WHERE l._del").fetchone()
+            deleted = int(row[0]) if row else 0
+        finally:
+            con.close()
+    data_columns = [c for c in images.column_names if c not in (*CDC_COLUMNS, FILE_INDEX)]
+    merged = pa.concat_tables([conform(kept, schema), conform(images.select(data_columns), schema)])
+    return MergeOutcome(sorted_rows(merged, keys, schema), upserted=images.num_rows, deleted=deleted)
+
+
+def sorted_rows(table: pa.Table, keys: Sequence[str], schema: pa.Schema) -> pa.Table:
+    """``table`` conformed to ``schema`` and sorted by ``keys`` (the layout the job writes)."""
+    table = conform(table, schema)
+    return table.sort_by([(k, "ascending") for k in keys]) if table.num_rows else table
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns and types (missing columns are null)."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(pc.cast(table[field.name], field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,110 @@
+"""The raw zone's change files (DMS-like, see docs/CONTRACTS.md): finding, ordering and reading them.
+
+```
+<raw>/<source>/full_load/LOAD-<lsn16>-<nnnnn>.parquet
+<raw>/<source>/cdc/<YYYY-MM-DD>/CDC-<first_lsn16>-<last_lsn16>.parquet
+```
+Files are applied full load first, then CDC, each in LSN order (:attr:`RawFile.order_key`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from abasto.catalog.arrow_types import normalize_table
+from abasto.errors import InvalidInputError
+from abasto.lake.storage import join_uri, list_files, read_parquet
+
+__all__ = ["CDC_COLUMNS", "FILE_INDEX", "RawFile", "discover_raw_files", "read_changes"]
+
+#: change-record columns in front of every row image
+CDC_COLUMNS = ("Op", "_lsn", "_commit_ts", "_seq")
+#: column added while merging: the file's position in the batch (tie-break between files)
+FILE_INDEX = "_file"
+OPS = ("I", "U", "D")
+
+_LOAD = re.compile(r"^full_load/LOAD-(?P<lsn>[0-9A-Fa-f]{16})-(?P<part>\d+)\.parquet$")
+_CDC = re.compile(
+    r"^cdc/\d{4}-\d{2}-\d{2}/CDC-(?P<first>[0-9A-Fa-f]{16})-(?P<last>[0-9A-Fa-f]{16})\.parquet$"
+)
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One change file of a source table; ``relpath`` is relative to ``<raw>/<source>``."""
+
+    relpath: str
+    uri: str
+    kind: Literal["full_load", "cdc"]
+    first_lsn: int
+    last_lsn: int
+    part: int = 0
+
+    @classmethod
+    def parse(cls, relpath: str, uri: str = "") -> RawFile:
+        """Recognise a raw file by its path.
+
+        Raises:
+            InvalidInputError: the path does not follow the raw-zone layout.
+        """
+        if m := _LOAD.match(relpath):
+            lsn = int(m["lsn"], 16)
+            return cls(relpath, uri, "full_load", lsn, lsn, int(m["part"]))
+        if m := _CDC.match(relpath):
+            first, last = int(m["first"], 16), int(m["last"], 16)
+            if last < first:
+                raise InvalidInputError(f"raw file {relpath}: last LSN before first LSN")
+            return cls(relpath, uri, "cdc", first, last)
+        raise InvalidInputError(
+            f"unexpected file in the raw zone: {relpath}",
+            hint="expected full_load/LOAD-<lsn16>-<n>.parquet or cdc/<date>/CDC-<lsn16>-<lsn16>.parquet",
+        )
+
+    @property
+    def order_key(self) -> tuple[int, int, int, int, str]:
+        """Processing order: full load before CDC, then by LSN range, then by name."""
+        return (0 if self.kind == "full_load" else 1, self.first_lsn, self.last_lsn, self.part, self.relpath)
+
+
+def discover_raw_files(raw_uri: str, source: str) -> list[RawFile]:
+    """Every change file of ``source`` (e.g. ``sales_db/orders``) in processing order."""
+    prefix = join_uri(raw_uri, source)
+    files = [RawFile.parse(f.relpath, f.uri) for f in list_files(prefix, suffix=".parquet")]
+    return sorted(files, key=lambda f: f.order_key)
+
+
+def read_changes(files: list[RawFile]) -> pa.Table:
+    """Concatenate ``files`` into one table of change records, columns united by name.
+
+    Row images are cast to curated types; a column missing from a file is null there; the
+    position of each file in ``files`` is added as :data:`FILE_INDEX`.
+
+    Raises:
+        InvalidInputError: a file lacks the change-record columns or has an unknown ``Op``.
+    """
+    parts = []
+    for index, raw in enumerate(files):
+        table = read_parquet(raw.uri)
+        missing = [c for c in CDC_COLUMNS if c not in table.column_names]
+        if missing:
+            raise InvalidInputError(f"raw file {raw.relpath} lacks change-record columns {missing}")
+        table = normalize_table(table)
+        table = table.set_column(table.column_names.index("_lsn"), "_lsn", pc.cast(table["_lsn"], pa.int64()))
+        table = table.set_column(table.column_names.index("_seq"), "_seq", pc.cast(table["_seq"], pa.int64()))
+        bad = pc.invert(pc.fill_null(pc.is_in(table["Op"], pa.array(OPS)), False))
+        if pc.any(bad).as_py():
+            sample = table.filter(bad)["Op"][0].as_py()
+            raise InvalidInputError(f"raw file {raw.relpath}: unknown Op {sample!r} (expected I, U or D)")
+        parts.append(table.append_column(FILE_INDEX, pa.array(np.full(table.num_rows, index, np.int32))))
+    if not parts:
+        return pa.table({})
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInputError(f"raw files of one table disagree on column types: {exc}") from exc
