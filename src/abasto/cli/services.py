@@ -1,7 +1,158 @@
-"""CLI commands: services."""
+"""CLI commands: embedded services (`up`, `down`, `status`) and store credentials (`devices ...`)."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
 from abasto.cli.app import app
+from abasto.devices import CredentialRegistry
+from abasto.services import ServiceState, ServiceStatus, UpReport, down, reload_nats, status, up
+from abasto.settings import load_settings
 
 __all__ = ["app"]
+
+devices_app = typer.Typer(help="Per-store MQTT credentials of the POS devices.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+
+_STATE_STYLE = {
+    ServiceState.RUNNING: "green",
+    ServiceState.EXTERNAL: "cyan",
+    ServiceState.UNHEALTHY: "yellow",
+    ServiceState.STOPPED: "red",
+}
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Names = Annotated[
+    list[str] | None,
+    typer.Argument(help="Which services: nats, postgres (default: both).", show_default=False),
+]
+
+
+def _services_table(rows: list[ServiceStatus], actions: dict[str, str] | None = None) -> Table:
+    table = Table()
+    table.add_column("service")
+    table.add_column("state")
+    if actions:
+        table.add_column("action")
+    table.add_column("pid", justify="right")
+    table.add_column("address", overflow="fold")
+    table.add_column("data dir", overflow="fold")
+    for row in rows:
+        state = f"[{_STATE_STYLE[row.state]}]{row.state.value}[/]"
+        if row.state is ServiceState.EXTERNAL:
+            state += " (answers)" if row.answers else " [red](no answer)[/]"
+        if row.detail and not (row.state is ServiceState.RUNNING or row.answers):
+            state += f"\n[dim]{row.detail}[/]"
+        cells = [row.name, state, *([actions.get(row.name, "")] if actions else [])]
+        table.add_row(*cells, str(row.pid or "-"), "\n".join(row.addresses), str(row.data_dir or "-"))
+    return table
+
+
+@app.command("up")
+def up_command(
+    names: Names = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service to answer.")] = 60.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start the embedded services (nats-server with JetStream + MQTT, PostgreSQL) and wait for them."""
+    settings = load_settings()
+    console = Console()
+    if as_json:
+        report = up(settings, only=names, timeout_s=timeout)
+    else:
+        with console.status("starting services") as spinner:
+            report = up(settings, only=names, timeout_s=timeout, progress=spinner.update)
+    _print_up(console, report, as_json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_up(console: Console, report: UpReport, as_json: bool) -> None:
+    if as_json:
+        doc = [
+            {**o.status.to_dict(), "action": o.action.value, "seconds": round(o.seconds, 3)}
+            for o in report.outcomes
+        ]
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    actions = {
+        o.status.name: f"{o.action.value.replace('_', ' ')} in {o.seconds:.1f} s" for o in report.outcomes
+    }
+    console.print(_services_table([o.status for o in report.outcomes], actions))
+
+
+@app.command("down")
+def down_command(names: Names = None, as_json: JsonFlag = False) -> None:
+    """Stop the embedded services abasto started. Data is kept; external servers are not touched."""
+    _print_status(down(load_settings(), only=names), as_json)
+
+
+@app.command("status")
+def status_command(names: Names = None, as_json: JsonFlag = False) -> None:
+    """Show each service: state, pid, addresses, data directory."""
+    _print_status(status(load_settings(), only=names), as_json)
+
+
+def _print_status(rows: list[ServiceStatus], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([row.to_dict() for row in rows], indent=2))
+    else:
+        Console().print(_services_table(rows))
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+@devices_app.command("list")
+def devices_list(
+    as_json: JsonFlag = False,
+    show_passwords: Annotated[bool, typer.Option("--show-passwords", help="Include the passwords.")] = False,
+) -> None:
+    """List the stores that have MQTT credentials."""
+    creds = CredentialRegistry(load_settings()).list()
+    rows: list[dict[str, str]] = []
+    for c in creds:
+        row = {"store_id": c.store_id, "username": c.username, "topic": c.topic("<device_id>")}
+        if show_passwords:
+            row["password"] = c.password
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    columns = ["store_id", "username", "topic", *(["password"] if show_passwords else [])]
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    Console().print(table)
+
+
+@devices_app.command("add")
+def devices_add(store_ids: Annotated[list[str], typer.Argument(help="Store ids, e.g. S0001.")]) -> None:
+    """Create MQTT credentials for stores (existing ones are kept) and apply them to nats-server."""
+    settings = load_settings()
+    created = CredentialRegistry(settings).register_stores(store_ids)
+    typer.echo(f"stores with credentials: {', '.join(created)}")
+    _report_reload(reload_nats(settings))
+
+
+@devices_app.command("revoke")
+def devices_revoke(store_id: Annotated[str, typer.Argument(help="Store id.")]) -> None:
+    """Delete a store's MQTT credentials; its devices can no longer connect."""
+    settings = load_settings()
+    CredentialRegistry(settings).revoke(store_id)
+    typer.echo(f"revoked {store_id}")
+    _report_reload(reload_nats(settings))
+
+
+def _report_reload(reloaded: bool) -> None:
+    if reloaded:
+        typer.echo("nats-server reloaded its users")
+    else:
+        typer.echo(
+            "nats-server is not running under abasto (stopped, or external): "
+            "the change applies at the next `abasto up`"
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -132,13 +133,16 @@ def _save_pyfunc(model: PatternModel, workdir: Path) -> Path:
     table_path = workdir / _PATTERN_FILE
     pq.write_table(model.to_table(), table_path)
     model_path = workdir / MODEL_DIR
-    mlflow.pyfunc.save_model(
-        path=str(model_path),
-        python_model=str(ENTRY_POINT),
-        artifacts={PATTERN_ARTIFACT: str(table_path)},
-        pip_requirements=_requirements(),
-        signature=signature(),
-    )
+    with warnings.catch_warnings():
+        # the signature is given explicitly; an input example would only make MLflow run the model
+        warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
+        mlflow.pyfunc.save_model(
+            path=str(model_path),
+            python_model=str(ENTRY_POINT),
+            artifacts={PATTERN_ARTIFACT: str(table_path)},
+            pip_requirements=_requirements(),
+            signature=signature(),
+        )
     return model_path
 
 
