@@ -28,19 +28,33 @@ def render_terminal(result: DemoResult, console: Console) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("world", f"seed {result.seed}, scale {result.scale:g}: {result.stores} stores x "
-                 f"{result.skus} SKUs, {result.history_days} days of history, live day {result.live_day}")
+    head.add_row(
+        "world",
+        f"seed {result.seed}, scale {result.scale:g}: {result.stores} stores x "
+        f"{result.skus} SKUs, {result.history_days} days of history, live day {result.live_day}",
+    )
     head.add_row("true stockouts (live day)", str(s.true_stockouts))
-    head.add_row("alerts raised", f"{s.alerts} ({s.true_positive_alerts} point to a real episode, "
-                 f"{s.alerts - s.true_positive_alerts} false positives)")
+    head.add_row(
+        "alerts raised",
+        f"{s.alerts} ({s.true_positive_alerts} point to a real episode, "
+        f"{s.alerts - s.true_positive_alerts} false positives)",
+    )
     head.add_row("precision", _pct(s.precision))
-    head.add_row("recall (warned before the stockout)", f"{_pct(s.recall)}  ({s.warned} warned, "
-                 f"{s.late} alerted late, {s.missed} missed)")
-    head.add_row("lead time", f"median {_minutes(s.lead_time_minutes_median)} "
-                 f"(p25 {_minutes(s.lead_time_minutes_p25)}, p75 {_minutes(s.lead_time_minutes_p75)})")
-    head.add_row("device events", f"{result.events_published:,} published over MQTT "
-                 f"({result.mqtt_publish_per_second:,.0f}/s), {result.events_accepted:,} accepted, "
-                 f"{result.events_rejected:,} dead-lettered, {result.events_duplicate:,} duplicates")
+    head.add_row(
+        "recall (warned before the stockout)",
+        f"{_pct(s.recall)}  ({s.warned} warned, {s.late} alerted late, {s.missed} missed)",
+    )
+    head.add_row(
+        "lead time",
+        f"median {_minutes(s.lead_time_minutes_median)} "
+        f"(p25 {_minutes(s.lead_time_minutes_p25)}, p75 {_minutes(s.lead_time_minutes_p75)})",
+    )
+    head.add_row(
+        "device events",
+        f"{result.events_published:,} published over MQTT "
+        f"({result.mqtt_publish_per_second:,.0f}/s), {result.events_accepted:,} accepted, "
+        f"{result.events_rejected:,} dead-lettered, {result.events_duplicate:,} duplicates",
+    )
     head.add_row("processor rate", f"{result.events_per_second:,.0f} events/s")
     if result.backtest:
         head.add_row("model backtest", ", ".join(f"{k} {v:.3f}" for k, v in result.backtest.items()))
@@ -50,12 +64,33 @@ def render_terminal(result: DemoResult, console: Console) -> None:
 
     if result.alert_rows:
         t = Table(title="First alerts (local time)", show_lines=False)
-        for col in ("raised", "store", "sku", "on hand", "exp/obs u/h", "runs out", "next delivery",
-                    "outcome"):
+        for col in (
+            "raised",
+            "store",
+            "sku",
+            "on hand",
+            "exp/obs u/h",
+            "runs out",
+            "next delivery",
+            "outcome",
+        ):
             t.add_column(col)
         for row in result.alert_rows[:12]:
-            t.add_row(*(str(row[k]) for k in ("raised", "store", "sku", "on_hand", "velocity", "runs_out",
-                                                "next_delivery", "outcome")))
+            t.add_row(
+                *(
+                    str(row[k])
+                    for k in (
+                        "raised",
+                        "store",
+                        "sku",
+                        "on_hand",
+                        "velocity",
+                        "runs_out",
+                        "next_delivery",
+                        "outcome",
+                    )
+                )
+            )
         console.print(t)
 
     steps = Table(title="Steps")

@@ -97,9 +97,7 @@ def score_alerts(
                 break
         outcomes.append(AlertOutcome(alert, match))
 
-    live = [
-        ep for eps in by_pair.values() for ep in eps if live_start <= ep.start_at < live_end
-    ]
+    live = [ep for eps in by_pair.values() for ep in eps if live_start <= ep.start_at < live_end]
     first_lead: dict[Episode, float] = {}
     pointed: set[Episode] = set()
     for out in outcomes:

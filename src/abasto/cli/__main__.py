@@ -1,0 +1,5 @@
+"""``python -m abasto.cli``."""
+
+from abasto.cli import main
+
+main()
