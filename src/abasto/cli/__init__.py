@@ -8,7 +8,10 @@ from rich.console import Console
 
 # command modules register their commands on ``app`` when imported
 from abasto.cli import demo as _demo  # noqa: F401
+from abasto.cli import lake as _lake  # noqa: F401
+from abasto.cli import ml as _ml  # noqa: F401
 from abasto.cli import services as _services  # noqa: F401
+from abasto.cli import sources as _sources  # noqa: F401
 from abasto.cli import world as _world  # noqa: F401
 from abasto.cli.app import app
 from abasto.errors import AbastoError

@@ -67,7 +67,7 @@ def approve(
 
 
 @model_app.command()
-def train(  # noqa: PLR0917 - typer maps parameters to options
+def train(
     from_parquet: Annotated[
         Path, typer.Option("--from-parquet", exists=True, help="Parquet file or folder of hourly history")
     ],

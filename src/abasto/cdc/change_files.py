@@ -1,0 +1,174 @@
+"""Change records → Parquet files of the raw zone, one file per table, row-image schema and day.
+
+A capture batch (whole transactions) feeds records here; each (table, schema, commit day) gets a
+*segment*, written to a staged file as it grows. :meth:`ChangeFileWriter.publish` names each file
+after the first and last commit LSN it holds and renames it into place; a name that already exists
+was published by an earlier attempt at the same batch and is skipped, so a replay never duplicates.
+
+Record columns: ``Op`` (``I``/``U``/``D``, and ``T`` for a TRUNCATE: every earlier row of the table
+is gone; the image is all nulls), ``_lsn`` (commit LSN), ``_commit_ts``, ``_seq`` (position of the
+change inside its transaction, so ``(_lsn, _seq)`` orders every change of a table, across files),
+then the row image typed like the source columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from abasto.cdc.pgtypes import ColumnType
+from abasto.cdc.raw_zone import RawZone, StagedFile, cdc_name
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+META_FIELDS = (
+    pa.field("Op", pa.string()),
+    pa.field("_lsn", pa.int64()),
+    pa.field("_commit_ts", UTC_TS),
+    pa.field("_seq", pa.int64()),
+)
+META_NAMES = tuple(f.name for f in META_FIELDS)
+#: rows buffered before they are written out as one row group
+ROW_GROUP_ROWS = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """The commit a change belongs to: commit LSN, commit time (µs since the Unix epoch), UTC day."""
+
+    lsn: int
+    commit_ts_us: int
+    day: str
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """A source table as the capture sees it at one point of the stream."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    types: tuple[ColumnType, ...]
+    #: what identifies the shape: a new Relation with another signature starts a new file
+    signature: tuple[Any, ...]
+    arrow_schema: pa.Schema = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        image = [pa.field(name, typ.arrow) for name, typ in zip(self.columns, self.types, strict=True)]
+        object.__setattr__(self, "arrow_schema", pa.schema([*META_FIELDS, *image]))
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+class _Segment:
+    def __init__(self, raw: RawZone, shape: TableShape, day: str, first_lsn: int) -> None:
+        self.raw = raw
+        self.shape = shape
+        self.day = day
+        self.first_lsn = first_lsn
+        self.last_lsn = first_lsn
+        self.rows = 0
+        self.columns: list[list[Any]] = [[] for _ in range(4 + len(shape.columns))]
+        provisional = cdc_name(shape.schema, shape.table, day, first_lsn, first_lsn)
+        self.staged: StagedFile = raw.stage(provisional, shape.arrow_schema)
+
+    def add(self, op: str, lsn: int, commit_ts_us: int, seq: int, image: list[Any]) -> None:
+        cols = self.columns
+        cols[0].append(op)
+        cols[1].append(lsn)
+        cols[2].append(commit_ts_us)
+        cols[3].append(seq)
+        for i, value in enumerate(image, start=4):
+            cols[i].append(value)
+        self.last_lsn = lsn
+        self.rows += 1
+        if len(cols[0]) >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.columns[0]:
+            return
+        schema = self.shape.arrow_schema
+        arrays = [pa.array(values, type=f.type) for values, f in zip(self.columns, schema, strict=True)]
+        self.staged.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
+        self.columns = [[] for _ in self.columns]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedFiles:
+    """Names of a batch's files: all of them, and those this attempt wrote (not already present)."""
+
+    names: list[str]
+    written: list[str]
+
+
+class ChangeFileWriter:
+    """Collects the change records of one capture batch and publishes them as raw files."""
+
+    def __init__(self, raw: RawZone) -> None:
+        self.raw = raw
+        self._open: dict[tuple[str, str], _Segment] = {}
+        self._done: list[_Segment] = []
+        self.records = 0
+
+    def add(self, shape: TableShape, op: str, txn: Transaction, seq: int, image: list[Any]) -> None:
+        """Append one change record (``image`` in ``shape.columns`` order, already typed)."""
+        key = (shape.schema, shape.table)
+        segment = self._open.get(key)
+        if segment is None or segment.shape.signature != shape.signature or segment.day != txn.day:
+            if segment is not None:
+                self._done.append(segment)
+            segment = _Segment(self.raw, shape, txn.day, txn.lsn)
+            self._open[key] = segment
+        segment.add(op, txn.lsn, txn.commit_ts_us, seq, image)
+        self.records += 1
+
+    def publish(self) -> PublishedFiles:
+        """Write out, name and rename every file of the batch (skipping names already present).
+
+        Raises:
+            OSError: the raw zone cannot be written; staged files are removed, nothing is published.
+        """
+        segments = [*self._done, *self._open.values()]
+        self._done, self._open = [], {}
+        names: list[str] = []
+        written: list[str] = []
+        used: set[str] = set()
+        try:
+            for segment in segments:
+                segment.flush()
+                shape = segment.shape
+                split = 0
+                name = cdc_name(shape.schema, shape.table, segment.day, segment.first_lsn, segment.last_lsn)
+                while name in used:  # one transaction's changes split by a schema change
+                    split += 1
+                    name = cdc_name(
+                        shape.schema,
+                        shape.table,
+                        segment.day,
+                        segment.first_lsn,
+                        segment.last_lsn,
+                        split=split,
+                    )
+                used.add(name)
+                segment.staged.name = name
+            for segment in segments:
+                if self.raw.publish(segment.staged):
+                    written.append(segment.staged.name)
+                names.append(segment.staged.name)
+        except BaseException:
+            for segment in segments:
+                if segment.staged.name not in names:
+                    self.raw.discard(segment.staged)
+            raise
+        return PublishedFiles(names=names, written=written)
+
+    def discard(self) -> None:
+        """Abandon every staged file of the batch."""
+        for segment in [*self._done, *self._open.values()]:
+            self.raw.discard(segment.staged)
+        self._done, self._open = [], {}
+        self.records = 0
