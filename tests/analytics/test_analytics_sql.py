@@ -54,7 +54,8 @@ def test_read_only_forms_are_accepted(engine: SqlEngine) -> None:
         == 2
     )
     assert (
-        "sku" in engine.query("DESCRIBE curated.products", principal="analyst").column("column_name").to_pylist()
+        "sku"
+        in engine.query("DESCRIBE curated.products", principal="analyst").column("column_name").to_pylist()
     )
     assert engine.query("EXPLAIN SELECT * FROM curated.products", principal="analyst").num_rows >= 1
     assert engine.query("SELECT * FROM range(3)", principal="analyst").num_rows == 3

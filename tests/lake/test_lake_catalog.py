@@ -123,7 +123,9 @@ def test_table_specs_for_the_sales_db() -> None:
     assert SALES_TABLES["order_lines"].keys == ("order_id", "line_no")
     assert SALES_TABLES["sellout_hourly"].keys == ("store_id", "sku", "hour_start")
     assert SALES_TABLES["sellout_hourly"].partition_by == "day(hour_start)"
-    assert SALES_TABLES["customers"].classification == "pii" and "phone" in SALES_TABLES["customers"].pii_columns
+    assert (
+        SALES_TABLES["customers"].classification == "pii" and "phone" in SALES_TABLES["customers"].pii_columns
+    )
     docs = ALL_TABLES["behavior_documents"]
     assert (docs.source, docs.keys, docs.identifier) == (
         "behavior/documents",

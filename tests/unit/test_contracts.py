@@ -92,10 +92,20 @@ def test_alert_state_machine_and_round_trip() -> None:
     assert not can_transition("resolved", "open")
     assert not can_transition("acknowledged", "open")
     a = Alert(
-        alert_id=alert_id("S1", "A", "e1"), kind="projected_stockout", store_id="S1", sku="A",
-        raised_at=NOW, episode="e1", risk=0.8, on_hand_estimate=3, expected_units_per_hour=2,
-        observed_units_per_hour=3, projected_stockout_at=NOW + timedelta(hours=1),
-        next_delivery_at=NOW + timedelta(days=1), suggested_qty=24, model_version="3",
+        alert_id=alert_id("S1", "A", "e1"),
+        kind="projected_stockout",
+        store_id="S1",
+        sku="A",
+        raised_at=NOW,
+        episode="e1",
+        risk=0.8,
+        on_hand_estimate=3,
+        expected_units_per_hour=2,
+        observed_units_per_hour=3,
+        projected_stockout_at=NOW + timedelta(hours=1),
+        next_delivery_at=NOW + timedelta(days=1),
+        suggested_qty=24,
+        model_version="3",
     )
     assert decode_alert(encode_alert(a)) == a
     ev = a.to_event()

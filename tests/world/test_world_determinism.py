@@ -25,13 +25,26 @@ def test_other_seed_other_world(tiny_world: World) -> None:
 def test_adding_stores_keeps_the_first_stores(tiny_world: World) -> None:
     bigger = generate(TINY_CFG.model_copy(update={"stores": TINY_CFG.stores + 5}))
     n = tiny_world.stores.num_rows
-    cols = ["store_id", "name", "owner_name", "phone", "channel", "region_id", "lat", "lon", "coolers",
-            "opens_hour", "closes_hour"]
+    cols = [
+        "store_id",
+        "name",
+        "owner_name",
+        "phone",
+        "channel",
+        "region_id",
+        "lat",
+        "lon",
+        "coolers",
+        "opens_hour",
+        "closes_hour",
+    ]
     assert bigger.stores.select(cols).slice(0, n).equals(tiny_world.stores.select(cols))
     first = tiny_world.stores["store_id"]
-    assert bigger.assortment.filter(pc.is_in(bigger.assortment["store_id"], first)).select(
-        ["store_id", "sku", "base_daily_units"]
-    ).equals(tiny_world.assortment.select(["store_id", "sku", "base_daily_units"]))
+    assert (
+        bigger.assortment.filter(pc.is_in(bigger.assortment["store_id"], first))
+        .select(["store_id", "sku", "base_daily_units"])
+        .equals(tiny_world.assortment.select(["store_id", "sku", "base_daily_units"]))
+    )
     # the customers of the first stores want exactly the same units, hour by hour
     mine = bigger.hourly.filter(pc.is_in(bigger.hourly["store_id"], first))
     assert mine.select(["store_id", "sku", "hour_start", "demand"]).equals(

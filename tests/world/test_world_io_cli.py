@@ -53,8 +53,21 @@ def test_cli_generate_with_scale(tmp_path: Path) -> None:
     out = tmp_path / "world"
     result = CliRunner().invoke(
         app,
-        ["generate", "--seed", "5", "--stores", "4", "--skus", "5", "--days", "7", "--scale", "2",
-         "--out", str(out)],
+        [
+            "generate",
+            "--seed",
+            "5",
+            "--stores",
+            "4",
+            "--skus",
+            "5",
+            "--days",
+            "7",
+            "--scale",
+            "2",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "stockout rate" in result.output and "live day" in result.output
