@@ -23,27 +23,25 @@ from rich.console import Console
 
 from abasto import services
 from abasto.analytics import SqlEngine
-from abasto.cdc import CdcPipeline
+from abasto.bootstrap import Platform
 from abasto.contracts.alerts import Alert, decode_alert
 from abasto.demo.live_ops import history_tables, record_live_day
 from abasto.demo.receiver import WebhookReceiver
 from abasto.demo.result import DemoResult
 from abasto.demo.score import Episode, Score, score_alerts
 from abasto.demo.steps import StepLog
-from abasto.devices.registry import CredentialRegistry
 from abasto.devices.simulator import expand_live_day, publish_mqtt, registry_credentials
 from abasto.lake import run_curate_jobs
 from abasto.ml import registry
 from abasto.ml.backtest import backtest
 from abasto.ml.pattern import PatternModel, fit_pattern
 from abasto.notify.messages import StaticDirectory
-from abasto.notify.wiring import build_router
 from abasto.realtime import Engine, Processor, ProcessorMetrics, ReferenceData
 from abasto.realtime.tuning import DetectorTuning
 from abasto.settings import Settings
-from abasto.sources.behavior import PostgresDocumentStore, load_visit_analyses
+from abasto.sources.behavior import load_visit_analyses
 from abasto.sources.sales_db.load import load_world
-from abasto.stream import abasto_streams, open_stream
+from abasto.stream import abasto_streams
 from abasto.stream.topology import ALERTS_STREAM, POS_STREAM
 from abasto.world import World, generate
 
@@ -71,6 +69,7 @@ class DemoOptions:
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console | None) -> DemoResult:
     """Run every step; returns the result (the caller renders it)."""
+    platform = Platform(settings)
     log = StepLog(console, STEPS)
     tz_name = "America/Mexico_City"
 
@@ -91,19 +90,19 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
         world.save(settings.world_dir)
         tz_name = world.timezone
         stores = world.stores.column("store_id").to_pylist()
-        CredentialRegistry(settings).register_stores(stores)
+        platform.credentials.register_stores(stores)
         services.reload_nats(settings)
         note(
             f"{len(stores)} stores, {world.skus.num_rows} SKUs, {world.hourly.num_rows:,} store-SKU-hours, "
             f"live day {world.live_day}; per-store MQTT users registered"
         )
 
-    reset_demo_state(settings)
-    dsn = settings.postgres.dsn()
+    reset_demo_state(platform)
+    dsn = platform.sales_dsn
     with log.step("load the sales database and reps' analyses (history)") as note:
         tables = history_tables(world)
         loaded = load_world(dsn, tables, until=world.history_end)
-        docs = PostgresDocumentStore(dsn)
+        docs = platform.document_store()
         try:
             n_docs = load_visit_analyses(docs, tables["visit_analyses"])
         finally:
@@ -113,13 +112,13 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
             f"({loaded.rows.get('sellout_hourly', 0):,} sell-out hours), {n_docs} visit analyses"
         )
 
-    cdc = CdcPipeline(dsn, settings.raw_uri)
+    cdc = platform.cdc()
     try:
         with log.step("change capture: full load at the slot's snapshot") as note:
             full = cdc.full_load()
             note(f"{full.rows:,} rows of {len(full.tables)} tables at LSN {full.lsn:X} into raw Parquet")
         with log.step("live-day transactions captured by CDC (pgoutput)") as note:
-            docs = PostgresDocumentStore(dsn)
+            docs = platform.document_store()
             try:
                 ops = record_live_day(dsn, world, docs)
             finally:
@@ -138,14 +137,14 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
         cdc.close()
 
     with log.step("curate raw → Iceberg (merge, latest image per key)") as note:
-        curated = run_curate_jobs(settings)
+        curated = run_curate_jobs(settings, catalog=platform.catalog)
         note(
             f"{len(curated)} tables, {sum(r.rows_upserted for r in curated):,} rows upserted, "
             f"{sum(r.rows_deleted for r in curated)} deleted"
         )
 
     with log.step("SQL over the curated lake (DuckDB + Iceberg)") as note:
-        with SqlEngine(settings) as sql:
+        with platform.sql() as sql:
             preview = sql.query(_PREVIEW_SQL, principal="analyst")
             history = sql.query(_TRAINING_SQL, principal=TRAINER)
             reference = _reference_from_lake(sql, tz_name)
@@ -165,7 +164,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
             settings=settings,
         )
         registry.approve(info.version, APPROVER, settings=settings)
-        champion = registry.load(None, settings=settings)
+        champion = platform.approved_model()
         note(
             f"version {info.version} trained by {TRAINER}, approved by {APPROVER}; "
             f"WAPE {bt.pattern.wape_daily:.3f} daily vs {bt.scores[bt.best_baseline].wape_daily:.3f} "
@@ -175,7 +174,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
     with log.step("live day: devices → MQTT → JetStream → processor") as note:
         events = expand_live_day(world, seed=settings.world.seed)
         stream_out = asyncio.run(
-            _stream_live_day(settings, events, champion, reference, note.progress, options.speed)
+            _stream_live_day(platform, events, champion, reference, note.progress, options.speed)
         )
         note(
             f"{len(events):,} events over MQTT at {stream_out.mqtt_rate:,.0f}/s; processor "
@@ -187,13 +186,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
         log.step("rules → topics → subscribers (file, signed webhook)") as note,
         WebhookReceiver(secret) as rx,
     ):
-        notify_settings = settings.model_copy(
-            update={
-                "notify": settings.notify.model_copy(
-                    update={"webhook_urls": [rx.url], "webhook_secret": secret}
-                )
-            }
-        )
+        notify = settings.notify.model_copy(update={"webhook_urls": [rx.url], "webhook_secret": secret})
+        subscriber = Platform(settings.model_copy(update={"notify": notify}))
         directory = StaticDirectory(
             store_names=dict(
                 zip(
@@ -210,9 +204,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
                 )
             ),
         )
-        router = build_router(
-            notify_settings, tz=tz_name, directory=directory, webhook_topics=["stockout-alerts"]
-        )
+        router = subscriber.alert_router(tz=tz_name, directory=directory, webhook_topics=["stockout-alerts"])
         try:
             deliveries = [r for a in stream_out.alerts for r in router.route_alert(a)]
         finally:
@@ -275,10 +267,10 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def reset_demo_state(settings: Settings) -> None:
+def reset_demo_state(platform: Platform) -> None:
     """Forget a previous demo run's lake, slot and streams (the services and MLflow stay)."""
-    dsn = settings.postgres.dsn()
-    cdc = CdcPipeline(dsn, settings.raw_uri)
+    settings = platform.settings
+    cdc = platform.cdc()
     try:
         cdc.drop(publication=True)
     finally:
@@ -295,7 +287,7 @@ def reset_demo_state(settings: Settings) -> None:
             shutil.rmtree(leftover)
 
     async def drop_streams() -> None:
-        async with open_stream(settings) as stream:
+        async with platform.event_stream() as stream:
             for spec in abasto_streams(settings.nats):
                 await stream.delete_stream(spec.name)
 
@@ -359,7 +351,7 @@ class _StreamOutcome:
 
 
 async def _stream_live_day(
-    settings: Settings,
+    platform: Platform,
     events: list[Any],
     model: PatternModel,
     reference: ReferenceData,
@@ -367,7 +359,8 @@ async def _stream_live_day(
     speed: float | None,
 ) -> _StreamOutcome:
     """Devices publish the day over MQTT; then the processor works through the stream."""
-    async with open_stream(settings) as stream:
+    settings = platform.settings
+    async with platform.event_stream() as stream:
         await stream.ensure_streams(abasto_streams(settings.nats))
         progress(f"publishing {len(events):,} events over MQTT")
         published = await asyncio.to_thread(
