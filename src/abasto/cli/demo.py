@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 
 from abasto.cli.app import app
-from abasto.demo.pipeline import DemoOptions, run_demo
-from abasto.demo.report import render_terminal, write_html
 from abasto.settings import load_settings
+
+# the demo pipeline (every layer: MLflow, DuckDB, pyiceberg…) is imported inside the command:
+# `abasto --help` must not pay for it.
 
 __all__ = ["app"]
 
@@ -35,6 +36,9 @@ def demo(
     curates Iceberg tables, trains and approves the model, streams a live day from the devices,
     raises and routes alerts, and scores them against the ground truth.
     """
+    from abasto.demo.pipeline import DemoOptions, run_demo  # noqa: PLC0415
+    from abasto.demo.report import render_terminal, write_html  # noqa: PLC0415
+
     world: dict[str, object] = {}
     if seed is not None:
         world["seed"] = seed

@@ -5,19 +5,21 @@ from __future__ import annotations
 import io
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from abasto.analytics import query
-from abasto.catalog import CURATED, list_tables, open_catalog
+from abasto.bootstrap import Platform
 from abasto.cli.app import app
-from abasto.lake import run_curate_jobs
 from abasto.settings import load_settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow, DuckDB, pyiceberg and the lake are imported inside the commands: `abasto --help` must
+# not pay for them.
 
 __all__ = ["app"]
 
@@ -46,10 +48,13 @@ def sql_command(
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
 ) -> None:
     """Query the lake with SQL (governed, audited, read-only)."""
-    result = query(statement, principal=profile, snapshot_id=snapshot, settings=load_settings())
+    with Platform(load_settings()).sql() as engine:
+        result = engine.query(statement, principal=profile, snapshot_id=snapshot)
     if output is OutputFormat.json:
         typer.echo(json.dumps(result.to_pylist(), default=str, ensure_ascii=False, indent=1))
     elif output is OutputFormat.csv:
+        import pyarrow.csv as pacsv  # noqa: PLC0415
+
         buffer = io.BytesIO()
         pacsv.write_csv(result, buffer)
         typer.echo(buffer.getvalue().decode(), nl=False)
@@ -60,7 +65,9 @@ def sql_command(
 @app.command("tables")
 def tables_command() -> None:
     """List the curated tables with their rows, current snapshot and owner."""
-    infos = list_tables(open_catalog(load_settings()), CURATED)
+    from abasto.catalog import CURATED, list_tables  # noqa: PLC0415
+
+    infos = list_tables(Platform(load_settings()).catalog, CURATED)
     if not infos:
         typer.echo("no curated tables yet: run `abasto jobs run`")
         return
@@ -83,7 +90,10 @@ def jobs_run(
     table: Annotated[str | None, typer.Argument(help="Curated table (default: all).")] = None,
 ) -> None:
     """Merge pending raw change files into the curated Iceberg tables."""
-    results = run_curate_jobs(load_settings(), [table] if table else None)
+    from abasto.lake import run_curate_jobs  # noqa: PLC0415
+
+    platform = Platform(load_settings())
+    results = run_curate_jobs(platform.settings, [table] if table else None, catalog=platform.catalog)
     rows = [
         [
             r.table,

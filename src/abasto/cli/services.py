@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from abasto.bootstrap import Platform
 from abasto.cli.app import app
-from abasto.devices import CredentialRegistry
-from abasto.services import ServiceState, ServiceStatus, UpReport, down, reload_nats, status, up
 from abasto.settings import load_settings
+
+if TYPE_CHECKING:
+    from abasto.services import ServiceStatus, UpReport
+
+# abasto.services (psycopg) is imported inside the commands: `abasto --help` must not pay for it.
 
 __all__ = ["app"]
 
 devices_app = typer.Typer(help="Per-store MQTT credentials of the POS devices.", no_args_is_help=True)
 app.add_typer(devices_app, name="devices")
 
+#: by ``ServiceState`` value (a StrEnum, so its members look themselves up here)
 _STATE_STYLE = {
-    ServiceState.RUNNING: "green",
-    ServiceState.EXTERNAL: "cyan",
-    ServiceState.UNHEALTHY: "yellow",
-    ServiceState.STOPPED: "red",
+    "running": "green",
+    "external": "cyan",
+    "unhealthy": "yellow",
+    "stopped": "red",
 }
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Names = Annotated[
@@ -33,6 +38,8 @@ Names = Annotated[
 
 
 def _services_table(rows: list[ServiceStatus], actions: dict[str, str] | None = None) -> Table:
+    from abasto.services import ServiceState  # noqa: PLC0415
+
     table = Table()
     table.add_column("service")
     table.add_column("state")
@@ -59,6 +66,8 @@ def up_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Start the embedded services (nats-server with JetStream + MQTT, PostgreSQL) and wait for them."""
+    from abasto.services import up  # noqa: PLC0415
+
     settings = load_settings()
     console = Console()
     if as_json:
@@ -88,12 +97,16 @@ def _print_up(console: Console, report: UpReport, as_json: bool) -> None:
 @app.command("down")
 def down_command(names: Names = None, as_json: JsonFlag = False) -> None:
     """Stop the embedded services abasto started. Data is kept; external servers are not touched."""
+    from abasto.services import down  # noqa: PLC0415
+
     _print_status(down(load_settings(), only=names), as_json)
 
 
 @app.command("status")
 def status_command(names: Names = None, as_json: JsonFlag = False) -> None:
     """Show each service: state, pid, addresses, data directory."""
+    from abasto.services import status  # noqa: PLC0415
+
     _print_status(status(load_settings(), only=names), as_json)
 
 
@@ -113,7 +126,7 @@ def devices_list(
     show_passwords: Annotated[bool, typer.Option("--show-passwords", help="Include the passwords.")] = False,
 ) -> None:
     """List the stores that have MQTT credentials."""
-    creds = CredentialRegistry(load_settings()).list()
+    creds = Platform(load_settings()).credentials.list()
     rows: list[dict[str, str]] = []
     for c in creds:
         row = {"store_id": c.store_id, "username": c.username, "topic": c.topic("<device_id>")}
@@ -133,19 +146,23 @@ def devices_list(
 @devices_app.command("add")
 def devices_add(store_ids: Annotated[list[str], typer.Argument(help="Store ids, e.g. S0001.")]) -> None:
     """Create MQTT credentials for stores (existing ones are kept) and apply them to nats-server."""
-    settings = load_settings()
-    created = CredentialRegistry(settings).register_stores(store_ids)
+    from abasto.services import reload_nats  # noqa: PLC0415
+
+    platform = Platform(load_settings())
+    created = platform.credentials.register_stores(store_ids)
     typer.echo(f"stores with credentials: {', '.join(created)}")
-    _report_reload(reload_nats(settings))
+    _report_reload(reload_nats(platform.settings))
 
 
 @devices_app.command("revoke")
 def devices_revoke(store_id: Annotated[str, typer.Argument(help="Store id.")]) -> None:
     """Delete a store's MQTT credentials; its devices can no longer connect."""
-    settings = load_settings()
-    CredentialRegistry(settings).revoke(store_id)
+    from abasto.services import reload_nats  # noqa: PLC0415
+
+    platform = Platform(load_settings())
+    platform.credentials.revoke(store_id)
     typer.echo(f"revoked {store_id}")
-    _report_reload(reload_nats(settings))
+    _report_reload(reload_nats(platform.settings))
 
 
 def _report_reload(reloaded: bool) -> None:

@@ -9,21 +9,22 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from abasto.cdc import CaptureResult, CdcPipeline
-from abasto.cdc.lsn import format_lsn
+from abasto.bootstrap import Platform
 from abasto.cli.app import app
-from abasto.settings import Settings, load_settings
-from abasto.sources.behavior import load_visit_analyses, open_document_store
-from abasto.sources.freshretailnet import ATTRIBUTION, import_freshretailnet
-from abasto.sources.progress import LoadProgress, LoadResult, ProgressCallback
-from abasto.sources.sales_db import load_world
-from abasto.world import World
+from abasto.settings import load_settings
+
+if TYPE_CHECKING:
+    from abasto.cdc import CaptureResult
+    from abasto.sources.progress import LoadProgress, LoadResult, ProgressCallback
+
+# the sources, the capture and the world (psycopg, pyarrow) are imported inside the commands:
+# `abasto --help` must not pay for them.
 
 __all__ = ["app"]
 
@@ -69,14 +70,19 @@ def load_world_command(
     ] = None,
 ) -> None:
     """Load the generated world's history into the sales database and the behaviour store."""
-    settings = load_settings()
+    from abasto.sources.behavior import load_visit_analyses  # noqa: PLC0415
+    from abasto.sources.sales_db import load_world  # noqa: PLC0415
+    from abasto.world import World  # noqa: PLC0415
+
+    platform = Platform(load_settings())
     console = Console()
-    world = World.load(world_dir or settings.world_dir)
-    dsn = settings.postgres.dsn()
+    world = World.load(world_dir or platform.settings.world_dir)
     console.print(f"loading history before {world.history_end.isoformat()} into the sales database")
-    result = load_world(dsn, world.tables, until=world.history_end, on_progress=_progress_printer(console))
+    result = load_world(
+        platform.sales_dsn, world.tables, until=world.history_end, on_progress=_progress_printer(console)
+    )
     console.print(_result_table("sales database", result))
-    with open_document_store(dsn) as store:
+    with platform.document_store() as store:
         docs = load_visit_analyses(store, world.tables["visit_analyses"])
     console.print(f"behaviour store: {docs:,} visit analyses")
 
@@ -87,20 +93,18 @@ def import_freshretailnet_command(
     stores: Annotated[int | None, typer.Option(help="Import only the first N stores of stores.csv.")] = None,
 ) -> None:
     """Import FreshRetailNet-50K (real hourly sales + stockout flags) into the sales database."""
-    settings = load_settings()
+    from abasto.sources.freshretailnet import ATTRIBUTION, import_freshretailnet  # noqa: PLC0415
+
+    platform = Platform(load_settings())
     console = Console()
     console.print(f"[dim]{ATTRIBUTION}[/]")
     result = import_freshretailnet(
-        settings.postgres.dsn(),
+        platform.sales_dsn,
         path,
         stores=stores,
         on_progress=_progress_printer(console),
     )
     console.print(_result_table("FreshRetailNet-50K → sales database", result))
-
-
-def _pipeline(settings: Settings) -> CdcPipeline:
-    return CdcPipeline(settings.postgres.dsn(), settings.raw_uri)
 
 
 @cdc_app.command("full-load")
@@ -110,9 +114,12 @@ def cdc_full_load_command(
     ] = False,
 ) -> None:
     """Create the replication slot and copy every captured table into the raw zone."""
-    settings = load_settings()
+    from abasto.cdc.lsn import format_lsn  # noqa: PLC0415
+
+    platform = Platform(load_settings())
+    settings = platform.settings
     console = Console()
-    with _pipeline(settings) as pipeline:
+    with platform.cdc() as pipeline:
         result = pipeline.full_load(
             reload=reload,
             on_progress=lambda table, rows: console.print(f"  {table}: {rows:,} rows", highlight=False),
@@ -130,7 +137,10 @@ def cdc_run_command(
     poll_interval: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 1.0,
 ) -> None:
     """Capture changes into the raw zone (until Ctrl-C, or once with --once)."""
-    settings = load_settings()
+    from abasto.cdc.lsn import format_lsn  # noqa: PLC0415
+
+    platform = Platform(load_settings())
+    settings = platform.settings
     console = Console()
 
     def report(result: CaptureResult) -> None:
@@ -142,7 +152,7 @@ def cdc_run_command(
                 highlight=False,
             )
 
-    with _pipeline(settings) as pipeline:
+    with platform.cdc() as pipeline:
         if once:
             total = 0
             while True:
@@ -165,8 +175,8 @@ def cdc_status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the slot's position, its lag and what the raw zone holds."""
-    settings = load_settings()
-    status = _pipeline(settings).status()
+    with Platform(load_settings()).cdc() as pipeline:
+        status = pipeline.status()
     if as_json:
         typer.echo(json.dumps(status.as_dict(), indent=2))
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -15,7 +15,11 @@ from rich.table import Table
 from abasto.cli.app import app
 from abasto.errors import ConfigError
 from abasto.settings import WorldSettings, load_settings
-from abasto.world import STAGES, World, generate
+
+if TYPE_CHECKING:
+    from abasto.world import World
+
+# abasto.world (numpy, pyarrow) is imported inside the command: `abasto --help` must not pay for it.
 
 __all__ = ["app"]
 
@@ -49,6 +53,8 @@ def generate_command(
     out: Annotated[Path | None, typer.Option(help="Output directory (default: settings world_dir).")] = None,
 ) -> None:
     """Generate gaseosas SA's synthetic world (deterministic by seed) and write it as Parquet."""
+    from abasto.world import STAGES, generate  # noqa: PLC0415
+
     if scale <= 0:
         raise ConfigError(f"--scale must be > 0, got {scale}")
     settings = load_settings()
