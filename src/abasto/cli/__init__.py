@@ -10,6 +10,7 @@ from rich.console import Console
 from abasto.cli import catalog as _catalog  # noqa: F401
 from abasto.cli import demo as _demo  # noqa: F401
 from abasto.cli import lake as _lake  # noqa: F401
+from abasto.cli import maintenance as _maintenance  # noqa: F401
 from abasto.cli import ml as _ml  # noqa: F401
 from abasto.cli import services as _services  # noqa: F401
 from abasto.cli import sources as _sources  # noqa: F401
