@@ -36,6 +36,7 @@ test: $(STAMP) lint
 	$(BIN)/pytest -m "not slow" -q
 
 test-slow: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,spark]"
 	$(BIN)/pytest -m slow -q
 
 bench: $(STAMP)

@@ -14,6 +14,7 @@ from abasto.cli import maintenance as _maintenance  # noqa: F401
 from abasto.cli import ml as _ml  # noqa: F401
 from abasto.cli import services as _services  # noqa: F401
 from abasto.cli import sources as _sources  # noqa: F401
+from abasto.cli import warehouse as _warehouse  # noqa: F401
 from abasto.cli import world as _world  # noqa: F401
 from abasto.cli.app import app
 from abasto.errors import AbastoError
