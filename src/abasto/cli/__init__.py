@@ -8,6 +8,7 @@ from rich.console import Console
 
 # command modules register their commands on ``app`` when imported
 from abasto.cli import catalog as _catalog  # noqa: F401
+from abasto.cli import delivery as _delivery  # noqa: F401
 from abasto.cli import demo as _demo  # noqa: F401
 from abasto.cli import lake as _lake  # noqa: F401
 from abasto.cli import maintenance as _maintenance  # noqa: F401
