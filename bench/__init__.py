@@ -1,1 +1,1 @@
-"""abasto benchmarks: each figure is reported beside its limit measured in the same run."""
+"""Entry point for ``make bench``; the suites are in ``src/abasto/benchmarks``."""

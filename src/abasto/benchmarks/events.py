@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from abasto.benchmarks.harness import Figure, rate
 from abasto.contracts.events import DeviceEvent, SaleScan, decode_event, encode_event
-from bench.harness import Figure, rate
 
 
-def run(n: int = 100_000) -> list[Figure]:
+def run(*, quick: bool = False) -> list[Figure]:
+    n = 20_000 if quick else 100_000
     t0 = datetime(2026, 10, 13, 12, tzinfo=UTC)
     payloads = [
         encode_event(
