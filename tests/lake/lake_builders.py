@@ -33,3 +33,8 @@ SELLOUT_SCHEMA = pa.schema(
 
 def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
+
+
+def truncate_image(schema: pa.Schema, n: int = 1) -> pa.Table:
+    """The image of ``n`` ``T`` records as the capture writes them: every column null, keys included."""
+    return pa.Table.from_arrays([pa.nulls(n, f.type) for f in schema], schema=schema)

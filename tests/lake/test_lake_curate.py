@@ -163,7 +163,8 @@ def test_rerun_and_replay_change_nothing(settings: Settings, catalog: SqlCatalog
     again = curate(LINES)
     assert (again.files, again.rows_in, again.snapshot_id) == (0, 0, first.snapshot_id)
     assert catalog.load_table(LINES.identifier).metadata_location == metadata  # not even a metadata commit
-    # the CDC writer restarts and writes an overlapping range again under another name
+    # the CDC writer restarts and writes a range inside the applied ones again under another name:
+    # it sorts before the last applied file, so it is not even pending
     write_cdc(
         settings.raw_uri,
         LINES.source,
@@ -173,7 +174,26 @@ def test_rerun_and_replay_change_nothing(settings: Settings, catalog: SqlCatalog
         commit_ts=at(60 * 24 + 5),
     )
     replay = curate(LINES)
-    assert (replay.files, replay.snapshot_id) == (1, first.snapshot_id)
+    assert (replay.files, replay.snapshot_id) == (0, first.snapshot_id)
+    # a rewritten range reaching past the applied ones is pending; its applied records (a stale
+    # image of O3/1 at 130) are dropped, the new one (an update to the same image) changes nothing
+    write_cdc(
+        settings.raw_uri,
+        LINES.source,
+        pa.concat_tables(
+            [
+                lines(("O3", 1, "AGUA-1L", 4, None, "9.00")),
+                deletes(("O2", 1)),
+                lines(("O1", 1, "COLA-600", 12, 12, "12.50")),
+            ]
+        ),
+        ops=["U", "D", "U"],
+        lsns=[130, 140, 260],
+        seqs=[1, 0, 0],
+        commit_ts=at(60 * 24 + 6),
+    )
+    replay = curate(LINES)
+    assert (replay.files, replay.rows_in, replay.snapshot_id) == (1, 3, first.snapshot_id)
     assert as_lines(current_state(catalog, LINES.identifier)) == EXPECTED_LINES
     # an already-applied file delivered again under its own name is not pending
     load = next(f for f in discover_raw_files(settings.raw_uri, LINES.source) if f.kind == "full_load")

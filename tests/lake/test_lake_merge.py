@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abasto.errors import InvalidInputError
-from abasto.lake.merge import apply_latest, latest_per_key
+from abasto.lake.merge import after_last_truncate, apply_latest, latest_per_key, replace_all
 from abasto.lake.raw_files import FILE_INDEX
 
 SCHEMA = pa.schema(
@@ -99,3 +100,46 @@ def test_null_or_missing_key_is_rejected() -> None:
         latest_per_key(changes, KEYS)
     with pytest.raises(InvalidInputError, match="k3"):
         latest_per_key(changes, ("k3",))
+
+
+change_or_truncate = st.tuples(
+    st.sampled_from("IUDT"), st.sampled_from(["a", "b"]), st.integers(0, 2), st.integers(0, 99)
+)
+files_with_truncates = st.lists(
+    st.lists(st.tuples(change_or_truncate, st.booleans()), min_size=1, max_size=8), min_size=1, max_size=4
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(initial, files_with_truncates)
+def test_truncate_then_merge_equals_sequential_model(
+    start: dict[tuple[str, int], int], batch: list[list[tuple[tuple[str, str, int, int], bool]]]
+) -> None:
+    changes, ordered = _changes(batch)
+    is_t = pc.equal(changes["Op"], "T")
+    # a T's image is all nulls, keys included
+    changes = changes.set_column(4, "k1", pc.if_else(is_t, pa.scalar(None, pa.string()), changes["k1"]))
+    changes = changes.set_column(5, "k2", pc.if_else(is_t, pa.scalar(None, pa.int32()), changes["k2"]))
+    model = dict(start)
+    for op, k1, k2, v in ordered:
+        if op == "T":
+            model.clear()
+        elif op == "D":
+            model.pop((k1, k2), None)
+        else:
+            model[(k1, k2)] = v
+    current = pa.table(
+        {
+            "k1": [k[0] for k in start],
+            "k2": pa.array([k[1] for k in start], pa.int32()),
+            "v": list(start.values()),
+        },
+        schema=SCHEMA,
+    )
+    after, truncated = after_last_truncate(changes)
+    assert truncated == any(op == "T" for op, *_ in ordered)
+    assert "T" not in after.column("Op").to_pylist()
+    latest = latest_per_key(after, KEYS)
+    outcome = (replace_all if truncated else apply_latest)(current, latest, KEYS, SCHEMA)
+    assert {(r["k1"], r["k2"]): r["v"] for r in outcome.table.to_pylist()} == model
+    assert outcome.deleted == len(set(start) - set(model))

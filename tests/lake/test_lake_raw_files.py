@@ -30,6 +30,31 @@ def test_parse_names_and_processing_order() -> None:
         RawFile.parse("cdc/2026-09-01/CDC-0000000000000200-0000000000000100.parquet")
 
 
+def test_split_files_sort_after_the_unsuffixed_one_by_k() -> None:
+    name = "cdc/2026-09-01/CDC-0000000000000200-0000000000000200{}.parquet"
+    plain, one, two, ten = (RawFile.parse(name.format(s)) for s in ("", "_1", "_2", "_10"))
+    assert (plain.split, one.split, ten.split) == (0, 1, 10)
+    assert (ten.kind, ten.first_lsn, ten.last_lsn) == ("cdc", 0x200, 0x200)
+    before = RawFile.parse("cdc/2026-09-01/CDC-0000000000000100-0000000000000200.parquet")
+    after = RawFile.parse("cdc/2026-09-01/CDC-0000000000000200-0000000000000300.parquet")
+    ordered = sorted([ten, after, two, plain, one, before], key=lambda f: f.order_key)
+    assert ordered == [before, plain, one, two, ten, after]  # _10 after _2: by number, not by name
+    for bad in ("_0", "_", "_x", "_01"):
+        with pytest.raises(InvalidInputError, match="unexpected file"):
+            RawFile.parse(name.format(bad))
+
+
+def test_a_reload_sorts_after_the_changes_it_replaces() -> None:
+    first_load = RawFile.parse("full_load/LOAD-0000000000000100-00001.parquet")
+    old = RawFile.parse("cdc/2026-09-01/CDC-0000000000000101-00000000000001FF.parquet")
+    at_reload = RawFile.parse("cdc/2026-09-01/CDC-0000000000000250-0000000000000300.parquet")
+    reload1 = RawFile.parse("full_load/LOAD-0000000000000300-00001.parquet")
+    reload2 = RawFile.parse("full_load/LOAD-0000000000000300-00002.parquet")
+    new = RawFile.parse("cdc/2026-09-02/CDC-0000000000000301-0000000000000400.parquet")
+    shuffled = [new, reload2, at_reload, first_load, reload1, old]
+    assert sorted(shuffled, key=lambda f: f.order_key) == [first_load, old, at_reload, reload1, reload2, new]
+
+
 def test_discover_orders_by_lsn_and_rejects_strangers(settings: Settings) -> None:
     rows = pa.table({"sku": ["A"], "price": [1.0]})
     write_cdc(settings.raw_uri, SRC, rows, ops=["U"], lsns=[300], commit_ts=at(60 * 30))
@@ -65,11 +90,40 @@ def test_read_changes_unites_columns_by_name(settings: Settings) -> None:
     assert changes.column(FILE_INDEX).to_pylist() == [0, 1]
 
 
+def test_read_changes_accepts_truncates_and_split_files(settings: Settings) -> None:
+    rows = pa.table({"sku": ["A"], "price": [1.0]})
+    truncate = pa.table({"sku": pa.nulls(1, pa.string()), "price": pa.nulls(1, pa.float64())})
+    first = write_cdc(
+        settings.raw_uri,
+        SRC,
+        pa.concat_tables([rows, truncate]),
+        ops=["U", "T"],
+        lsns=[7, 7],
+        commit_ts=at(1),
+    )
+    second = write_cdc(
+        settings.raw_uri,
+        SRC,
+        rows.append_column("brand", pa.array(["cola"])),
+        ops=["I"],
+        lsns=[7],
+        seqs=[2],
+        commit_ts=at(1),
+        split=1,
+    )
+    assert second.relpath == "cdc/2026-09-01/CDC-0000000000000007-0000000000000007_1.parquet"
+    assert discover_raw_files(settings.raw_uri, SRC) == [first, second]
+    changes = read_changes([first, second])
+    assert changes.column("Op").to_pylist() == ["U", "T", "I"]
+    assert changes.column("_seq").to_pylist() == [0, 1, 2]
+    assert changes.column("sku").to_pylist() == ["A", None, "A"]
+
+
 def test_read_changes_rejects_broken_files(settings: Settings) -> None:
     bad_op = write_full_load(settings.raw_uri, SRC, pa.table({"sku": ["A"]}), lsn=1, commit_ts=T0)
     table = pq.read_table(bad_op.uri.removeprefix("file://"))
     pq.write_table(table.set_column(0, "Op", pa.array(["X"])), bad_op.uri.removeprefix("file://"))
-    with pytest.raises(InvalidInputError, match="unknown Op 'X'"):
+    with pytest.raises(InvalidInputError, match=r"unknown Op 'X' \(expected I, U, D or T\)"):
         read_changes([bad_op])
     pq.write_table(table.drop_columns(["_seq"]), bad_op.uri.removeprefix("file://"))
     with pytest.raises(InvalidInputError, match="_seq"):

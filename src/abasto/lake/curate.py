@@ -6,6 +6,11 @@ changes touch (the whole table when it is unpartitioned) in one Iceberg commit t
 the ledger (:mod:`abasto.lake.ledger`). Re-running, or replaying a file, changes nothing; a column
 that appears in the raw files is added to the table (union by name), older rows read it as null.
 
+Two kinds of batch replace the table instead (every partition overwritten): one holding a newer
+full load (``--reload``: the table becomes that load plus the changes after its LSN; older loads
+and changes at or below it are superseded) and one holding a ``T`` (a source TRUNCATE: the table
+becomes the changes after the last ``T``).
+
 pyiceberg's row-level ``upsert`` is avoided on purpose (about a minute per 100k rows): the merge
 runs in Arrow/DuckDB (:mod:`abasto.lake.merge`) and the write is a partition-aligned overwrite.
 One writer per table at a time is assumed (the trigger layer serialises jobs); a concurrent
@@ -28,8 +33,8 @@ from pyiceberg.table import Table
 from abasto.catalog import covering_filter, ensure_table, load_table, open_catalog, parse_partition
 from abasto.catalog.arrow_types import normalize_schema, normalize_table
 from abasto.errors import ConfigError, InvalidInputError, TransientError
-from abasto.lake.ledger import Ledger, batch_summary
-from abasto.lake.merge import apply_latest, latest_per_key, sorted_rows
+from abasto.lake.ledger import SEQ_ALL, Ledger, batch_summary
+from abasto.lake.merge import after_last_truncate, apply_latest, latest_per_key, replace_all, sorted_rows
 from abasto.lake.raw_files import CDC_COLUMNS, FILE_INDEX, RawFile, discover_raw_files, read_changes
 from abasto.lake.tables import ALL_TABLES, TableSpec, get_spec
 from abasto.settings import Settings, load_settings
@@ -78,7 +83,7 @@ def curate_table(
         batch = pending[start : start + step]
         changes = read_changes(batch)
         rows_in += changes.num_rows
-        changes = _drop_applied(changes, batch, ledger.last_lsn)
+        changes, replace, ledger = _plan_batch(changes, batch, ledger)
         if table is None:
             table = ensure_table(
                 catalog,
@@ -88,8 +93,7 @@ def curate_table(
                 partition_by=spec.partition_by,
                 metadata=spec.metadata(),
             )
-        ledger = ledger.advance(batch)
-        up, dele = _commit_batch(table, spec, changes, batch, ledger)
+        up, dele = _commit_batch(table, spec, changes, batch, ledger, replace=replace)
         files, upserted, deleted = files + len(batch), upserted + up, deleted + dele
         table = catalog.load_table(spec.identifier)
     snap = table.current_snapshot() if table is not None else None
@@ -114,14 +118,39 @@ def run_curate_jobs(
     return [curate_table(spec, catalog=catalog, raw_uri=settings.raw_uri) for spec in specs]
 
 
-def _drop_applied(changes: pa.Table, batch: list[RawFile], last_lsn: int) -> pa.Table:
-    """Drop CDC records at or below the applied LSN: already in the table (a full load's snapshot,
-    or a range written again by a restarted writer). Full-load records are never dropped."""
-    if last_lsn < 0 or changes.num_rows == 0:
-        return changes
-    cdc_files = pa.array([i for i, f in enumerate(batch) if f.kind == "cdc"], pa.int32())
-    stale = pc.and_(pc.is_in(changes[FILE_INDEX], cdc_files), pc.less_equal(changes["_lsn"], last_lsn))
-    return changes.filter(pc.invert(stale))
+def _plan_batch(changes: pa.Table, batch: list[RawFile], ledger: Ledger) -> tuple[pa.Table, bool, Ledger]:
+    """What a batch does to the table: the change records to merge, whether they replace the whole
+    table (a newer full load or a truncate) rather than update it, and the advanced ledger.
+
+    Kept: the rows of the newest full load (a newer one than the table holds starts the table over;
+    further parts of the one it holds are merged; older ones are superseded), and the CDC records
+    after the ledger's position, itself moved to (``L``, :data:`SEQ_ALL`) by a newer load at ``L``.
+    Then, if a ``T`` remains, only the records after the last one.
+    """
+    newest = max((f.first_lsn for f in batch if f.kind == "full_load"), default=-1)
+    new_load = newest > ledger.load_lsn
+    load_lsn = newest if new_load else ledger.load_lsn
+    position = max(ledger.position, (load_lsn, SEQ_ALL)) if new_load else ledger.position
+    loads = [i for i, f in enumerate(batch) if f.kind == "full_load" and f.first_lsn == load_lsn]
+    cdc = [i for i, f in enumerate(batch) if f.kind == "cdc"]
+    if changes.num_rows:
+        lsn, seq = changes["_lsn"], changes["_seq"]
+        later = pc.or_(
+            pc.greater(lsn, position[0]), pc.and_(pc.equal(lsn, position[0]), pc.greater(seq, position[1]))
+        )
+        keep = pc.or_(
+            pc.is_in(changes[FILE_INDEX], pa.array(loads, pa.int32())),
+            pc.and_(pc.is_in(changes[FILE_INDEX], pa.array(cdc, pa.int32())), later),
+        )
+        changes = changes.filter(keep)
+        fresh = changes.filter(pc.is_in(changes[FILE_INDEX], pa.array(cdc, pa.int32())))
+        if fresh.num_rows:
+            top = pc.max(fresh["_lsn"]).as_py()
+            at_top = fresh.filter(pc.equal(fresh["_lsn"], top))
+            position = max(position, (top, pc.max(at_top["_seq"]).as_py()))
+    changes, truncated = after_last_truncate(changes)
+    advanced = ledger.advance(batch, position=position, load_lsn=load_lsn)
+    return changes, new_load or truncated, advanced
 
 
 def _data_schema(schema: pa.Schema, keys: tuple[str, ...]) -> pa.Schema:
@@ -130,9 +159,10 @@ def _data_schema(schema: pa.Schema, keys: tuple[str, ...]) -> pa.Schema:
 
 
 def _commit_batch(
-    table: Table, spec: TableSpec, changes: pa.Table, batch: list[RawFile], ledger: Ledger
+    table: Table, spec: TableSpec, changes: pa.Table, batch: list[RawFile], ledger: Ledger, *, replace: bool
 ) -> tuple[int, int]:
-    """One atomic commit: schema evolution, partition overwrite and the advanced ledger."""
+    """One atomic commit: schema evolution, partition (or, if ``replace``, whole-table) overwrite
+    and the advanced ledger."""
     latest = latest_per_key(changes, spec.keys)
     data_schema = _data_schema(changes.schema, spec.keys)
     try:
@@ -141,11 +171,16 @@ def _commit_batch(
                 with tx.update_schema() as update:
                     update.union_by_name(data_schema)
             target = normalize_schema(tx.table_metadata.schema().as_arrow(), required=spec.keys)
-            row_filter = _affected_partitions(table, spec, latest)
-            current = (
-                table.scan(row_filter=row_filter).to_arrow() if latest.num_rows else target.empty_table()
-            )
-            outcome = apply_latest(current, latest, spec.keys, target)
+            if replace:
+                row_filter: BooleanExpression = AlwaysTrue()
+                current = table.scan().to_arrow()
+                outcome = replace_all(current, latest, spec.keys, target)
+            else:
+                row_filter = _affected_partitions(table, spec, latest)
+                current = (
+                    table.scan(row_filter=row_filter).to_arrow() if latest.num_rows else target.empty_table()
+                )
+                outcome = apply_latest(current, latest, spec.keys, target)
             summary = batch_summary(batch)
             if current.num_rows == 0 and outcome.table.num_rows:  # nothing to replace there
                 tx.append(outcome.table, snapshot_properties=summary)

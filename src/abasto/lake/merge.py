@@ -18,7 +18,15 @@ import pyarrow.compute as pc
 from abasto.errors import InvalidInputError
 from abasto.lake.raw_files import CDC_COLUMNS, FILE_INDEX
 
-__all__ = ["MergeOutcome", "apply_latest", "conform", "latest_per_key", "sorted_rows"]
+__all__ = [
+    "MergeOutcome",
+    "after_last_truncate",
+    "apply_latest",
+    "conform",
+    "latest_per_key",
+    "replace_all",
+    "sorted_rows",
+]
 
 _ROW = "__row"
 
@@ -59,6 +67,38 @@ def _with_row_ids(table: pa.Table, columns: Sequence[str]) -> pa.Table:
 
 def _row_ids(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Array:
     return con.execute(sql).to_arrow_table()[_ROW].combine_chunks()
+
+
+def after_last_truncate(changes: pa.Table) -> tuple[pa.Table, bool]:
+    """The change records after the last ``T`` (TRUNCATE) by (``_lsn``, file, ``_seq``), and whether
+    there was one. Without a ``T``, ``changes`` unchanged; with one, the table is empty at that
+    point, so only what follows it matters (the ``T`` records themselves, key-less, are dropped)."""
+    if changes.num_rows == 0:
+        return changes, False
+    is_truncate = pc.fill_null(pc.equal(changes["Op"], "T"), False)
+    if not pc.any(is_truncate).as_py():
+        return changes, False
+    marks = changes.filter(is_truncate)
+    lsn, file, seq = max(
+        zip(
+            marks["_lsn"].to_pylist(),
+            marks[FILE_INDEX].to_pylist(),
+            marks["_seq"].to_pylist(),
+            strict=True,
+        )
+    )
+    c_lsn, c_file, c_seq = changes["_lsn"], changes[FILE_INDEX], changes["_seq"]
+    later = pc.or_(
+        pc.greater(c_lsn, lsn),
+        pc.and_(
+            pc.equal(c_lsn, lsn),
+            pc.or_(
+                pc.greater(c_file, file),
+                pc.and_(pc.equal(c_file, file), pc.greater(c_seq, seq)),
+            ),
+        ),
+    )
+    return changes.filter(later), True
 
 
 def latest_per_key(changes: pa.Table, keys: Sequence[str]) -> pa.Table:
@@ -118,6 +158,24 @@ def apply_latest(current: pa.Table, latest: pa.Table, keys: Sequence[str], schem
     data_columns = [c for c in images.column_names if c not in (*CDC_COLUMNS, FILE_INDEX)]
     merged = pa.concat_tables([conform(kept, schema), conform(images.select(data_columns), schema)])
     return MergeOutcome(sorted_rows(merged, keys, schema), upserted=images.num_rows, deleted=deleted)
+
+
+def replace_all(current: pa.Table, latest: pa.Table, keys: Sequence[str], schema: pa.Schema) -> MergeOutcome:
+    """The table overwritten by ``latest``'s images (a truncate or a new full load: nothing of
+    ``current`` survives); ``deleted`` counts the rows of ``current`` whose key is gone."""
+    outcome = apply_latest(schema.empty_table(), latest, keys, schema)
+    deleted = current.num_rows
+    if current.num_rows and outcome.table.num_rows:
+        con = _connect()
+        try:
+            con.register("cur", _for_duckdb(current, keys))
+            con.register("new", _for_duckdb(outcome.table, keys))
+            on = " AND ".join(f"c.{_quote(k)} = n.{_quote(k)}" for k in keys)
+            row = con.execute(f"SELECT count(*) FROM cur c ANTI JOIN new n ON {on}").fetchone()
+            deleted = int(row[0]) if row else 0
+        finally:
+            con.close()
+    return MergeOutcome(outcome.table, upserted=outcome.upserted, deleted=deleted)
 
 
 def sorted_rows(table: pa.Table, keys: Sequence[str], schema: pa.Schema) -> pa.Table:

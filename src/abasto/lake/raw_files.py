@@ -2,9 +2,11 @@
 
 ```
 <raw>/<source>/full_load/LOAD-<lsn16>-<nnnnn>.parquet
-<raw>/<source>/cdc/<YYYY-MM-DD>/CDC-<first_lsn16>-<last_lsn16>.parquet
+<raw>/<source>/cdc/<YYYY-MM-DD>/CDC-<first_lsn16>-<last_lsn16>[_<k>].parquet
 ```
-Files are applied full load first, then CDC, each in LSN order (:attr:`RawFile.order_key`).
+Files are applied in the order of the changes they hold (:attr:`RawFile.order_key`): a CDC file by
+its last LSN, a full load after every CDC file ending at or below its snapshot LSN; the files of one
+LSN range in suffix order (none, ``_1``, ``_2``…).
 """
 
 from __future__ import annotations
@@ -27,17 +29,24 @@ __all__ = ["CDC_COLUMNS", "FILE_INDEX", "RawFile", "discover_raw_files", "read_c
 CDC_COLUMNS = ("Op", "_lsn", "_commit_ts", "_seq")
 #: column added while merging: the file's position in the batch (tie-break between files)
 FILE_INDEX = "_file"
-OPS = ("I", "U", "D")
+#: ``T``: a TRUNCATE of the source table (every earlier row is gone; the image is all nulls)
+OPS = ("I", "U", "D", "T")
 
 _LOAD = re.compile(r"^full_load/LOAD-(?P<lsn>[0-9A-Fa-f]{16})-(?P<part>\d+)\.parquet$")
 _CDC = re.compile(
-    r"^cdc/\d{4}-\d{2}-\d{2}/CDC-(?P<first>[0-9A-Fa-f]{16})-(?P<last>[0-9A-Fa-f]{16})\.parquet$"
+    r"^cdc/\d{4}-\d{2}-\d{2}/CDC-(?P<first>[0-9A-Fa-f]{16})-(?P<last>[0-9A-Fa-f]{16})"
+    r"(?:_(?P<split>[1-9]\d*))?\.parquet$"
 )
 
 
 @dataclass(frozen=True)
 class RawFile:
-    """One change file of a source table; ``relpath`` is relative to ``<raw>/<source>``."""
+    """One change file of a source table; ``relpath`` is relative to ``<raw>/<source>``.
+
+    ``part``: a full load's file number; ``split``: a CDC file's ``_<k>`` suffix (0 without one),
+    written when a schema change splits one transaction's changes to the table into several files
+    sharing an LSN range.
+    """
 
     relpath: str
     uri: str
@@ -45,6 +54,7 @@ class RawFile:
     first_lsn: int
     last_lsn: int
     part: int = 0
+    split: int = 0
 
     @classmethod
     def parse(cls, relpath: str, uri: str = "") -> RawFile:
@@ -60,16 +70,26 @@ class RawFile:
             first, last = int(m["first"], 16), int(m["last"], 16)
             if last < first:
                 raise InvalidInputError(f"raw file {relpath}: last LSN before first LSN")
-            return cls(relpath, uri, "cdc", first, last)
+            return cls(relpath, uri, "cdc", first, last, split=int(m["split"] or 0))
         raise InvalidInputError(
             f"unexpected file in the raw zone: {relpath}",
-            hint="expected full_load/LOAD-<lsn16>-<n>.parquet or cdc/<date>/CDC-<lsn16>-<lsn16>.parquet",
+            hint="expected full_load/LOAD-<lsn16>-<n>.parquet "
+            "or cdc/<date>/CDC-<lsn16>-<lsn16>[_<k>].parquet",
         )
 
     @property
     def order_key(self) -> tuple[int, int, int, int, str]:
-        """Processing order: full load before CDC, then by LSN range, then by name."""
-        return (0 if self.kind == "full_load" else 1, self.first_lsn, self.last_lsn, self.part, self.relpath)
+        """Processing order, the order of the changes the files hold.
+
+        A CDC file sorts by its last LSN, then first LSN, then suffix. A full load at LSN ``L``
+        replaces every change at or below ``L``, so it sorts after the CDC files ending at or below
+        ``L`` and before those ending above it (whose changes above ``L`` apply on top of it); its
+        parts in number order. A rewritten range that reaches past the applied ones therefore stays
+        pending (its already-applied records are dropped by the ledger's watermark).
+        """
+        if self.kind == "full_load":
+            return (self.first_lsn, 1, self.first_lsn, self.part, self.relpath)
+        return (self.last_lsn, 0, self.first_lsn, self.split, self.relpath)
 
 
 def discover_raw_files(raw_uri: str, source: str) -> list[RawFile]:
@@ -100,7 +120,7 @@ def read_changes(files: list[RawFile]) -> pa.Table:
         bad = pc.invert(pc.fill_null(pc.is_in(table["Op"], pa.array(OPS)), False))
         if pc.any(bad).as_py():
             sample = table.filter(bad)["Op"][0].as_py()
-            raise InvalidInputError(f"raw file {raw.relpath}: unknown Op {sample!r} (expected I, U or D)")
+            raise InvalidInputError(f"raw file {raw.relpath}: unknown Op {sample!r} (expected I, U, D or T)")
         parts.append(table.append_column(FILE_INDEX, pa.array(np.full(table.num_rows, index, np.int32))))
     if not parts:
         return pa.table({})
