@@ -11,6 +11,7 @@ from abasto.cli import bench as _bench  # noqa: F401
 from abasto.cli import catalog as _catalog  # noqa: F401
 from abasto.cli import delivery as _delivery  # noqa: F401
 from abasto.cli import demo as _demo  # noqa: F401
+from abasto.cli import ingest as _ingest  # noqa: F401
 from abasto.cli import lake as _lake  # noqa: F401
 from abasto.cli import maintenance as _maintenance  # noqa: F401
 from abasto.cli import ml as _ml  # noqa: F401

@@ -1,4 +1,4 @@
-"""CLI commands: embedded services (`up`, `down`, `status`) and store credentials (`devices ...`)."""
+"""CLI commands: embedded services (`up`, `down`, `status`) and store/device credentials (`devices ...`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-devices_app = typer.Typer(help="Per-store MQTT credentials of the POS devices.", no_args_is_help=True)
+devices_app = typer.Typer(
+    help="MQTT credentials of the POS devices: per store and per device.", no_args_is_help=True
+)
 app.add_typer(devices_app, name="devices")
 
 #: by ``ServiceState`` value (a StrEnum, so its members look themselves up here)
@@ -125,18 +127,32 @@ def devices_list(
     as_json: JsonFlag = False,
     show_passwords: Annotated[bool, typer.Option("--show-passwords", help="Include the passwords.")] = False,
 ) -> None:
-    """List the stores that have MQTT credentials."""
-    creds = Platform(load_settings()).credentials.list()
+    """List the MQTT logins: store users (any device of the store) and per-device users."""
+    registry = Platform(load_settings()).credentials
     rows: list[dict[str, str]] = []
-    for c in creds:
-        row = {"store_id": c.store_id, "username": c.username, "topic": c.topic("<device_id>")}
+    for c in registry.list():
+        row = {"kind": "store", "store_id": c.store_id, "device_id": "*", "username": c.username}
+        row["topic"] = c.topic("<device_id>")
         if show_passwords:
             row["password"] = c.password
+        rows.append(row)
+    for d in registry.devices():
+        row = {"kind": "device", "store_id": d.store_id, "device_id": d.device_id, "username": d.username}
+        row["topic"] = d.topic
+        if show_passwords:
+            row["password"] = d.password
         rows.append(row)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    columns = ["store_id", "username", "topic", *(["password"] if show_passwords else [])]
+    columns = [
+        "kind",
+        "store_id",
+        "device_id",
+        "username",
+        "topic",
+        *(["password"] if show_passwords else []),
+    ]
     table = Table(*columns)
     for row in rows:
         table.add_row(*(row[c] for c in columns))
@@ -144,24 +160,58 @@ def devices_list(
 
 
 @devices_app.command("add")
-def devices_add(store_ids: Annotated[list[str], typer.Argument(help="Store ids, e.g. S0001.")]) -> None:
-    """Create MQTT credentials for stores (existing ones are kept) and apply them to nats-server."""
+def devices_add(
+    store_ids: Annotated[list[str], typer.Argument(help="Store ids, e.g. S0001.")],
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Register this device (one store only): its own MQTT user."),
+    ] = None,
+    new_device: Annotated[
+        bool,
+        typer.Option("--new-device", help="Register the store's next device, dev-<store_id>-<n>."),
+    ] = False,
+) -> None:
+    """Create MQTT credentials and apply them to nats-server.
+
+    Without options: one login per store (kept if it exists), allowed on pos/<store_id>/#.
+    With --device ID or --new-device: one login for that device, allowed on
+    pos/<store_id>/<device_id> only (username = device id).
+    """
+    from abasto.errors import InvalidInputError  # noqa: PLC0415
     from abasto.services import reload_nats  # noqa: PLC0415
 
     platform = Platform(load_settings())
-    created = platform.credentials.register_stores(store_ids)
-    typer.echo(f"stores with credentials: {', '.join(created)}")
+    if device is not None or new_device:
+        if len(store_ids) != 1 or (device is not None and new_device):
+            raise InvalidInputError(
+                "--device/--new-device register one device of one store",
+                hint="e.g. `abasto devices add S0001 --device dev-S0001-2`, or `... S0001 --new-device`",
+            )
+        creds = platform.credentials.add_device(store_ids[0], device)
+        typer.echo(f"device {creds.device_id} of store {creds.store_id}: user {creds.username}")
+        typer.echo(f"publishes on MQTT topic {creds.topic} only")
+        typer.echo("its password: `abasto devices list --show-passwords`")
+    else:
+        created = platform.credentials.register_stores(store_ids)
+        typer.echo(f"stores with credentials: {', '.join(created)}")
     _report_reload(reload_nats(platform.settings))
 
 
 @devices_app.command("revoke")
-def devices_revoke(store_id: Annotated[str, typer.Argument(help="Store id.")]) -> None:
-    """Delete a store's MQTT credentials; its devices can no longer connect."""
+def devices_revoke(
+    ident: Annotated[str, typer.Argument(help="A device id, or a store id (with its devices).")],
+) -> None:
+    """Delete a device's (or a whole store's) MQTT credentials; its open connections are dropped."""
     from abasto.services import reload_nats  # noqa: PLC0415
 
     platform = Platform(load_settings())
-    platform.credentials.revoke(store_id)
-    typer.echo(f"revoked {store_id}")
+    registry = platform.credentials
+    if any(d.device_id == ident for d in registry.devices()):
+        removed = registry.revoke_device(ident)
+        typer.echo(f"revoked device {ident} of store {removed.store_id}")
+    else:
+        registry.revoke(ident)
+        typer.echo(f"revoked {ident}")
     _report_reload(reload_nats(platform.settings))
 
 
