@@ -15,6 +15,7 @@ from abasto.cli import ingest as _ingest  # noqa: F401
 from abasto.cli import lake as _lake  # noqa: F401
 from abasto.cli import maintenance as _maintenance  # noqa: F401
 from abasto.cli import ml as _ml  # noqa: F401
+from abasto.cli import realtime as _realtime  # noqa: F401
 from abasto.cli import services as _services  # noqa: F401
 from abasto.cli import sources as _sources  # noqa: F401
 from abasto.cli import warehouse as _warehouse  # noqa: F401

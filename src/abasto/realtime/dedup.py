@@ -35,3 +35,25 @@ class SeqDeduper:
                 floor = dev.high - self._window
                 dev.recent = {s for s in dev.recent if s > floor}
         return True
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def export(self) -> list[tuple[str, int, list[tuple[int, int]]]]:
+        """Per device: (device_id, highest seq, remembered seqs as sorted inclusive ranges)."""
+        return [(d, dev.high, _ranges(dev.recent)) for d, dev in self._devices.items()]
+
+    def restore(self, devices: list[tuple[str, int, list[tuple[int, int]]]]) -> None:
+        self._devices = {
+            d: _DeviceSeqs(high, {s for lo, hi in ranges for s in range(lo, hi + 1)})
+            for d, high, ranges in devices
+        }
+
+
+def _ranges(seqs: set[int]) -> list[tuple[int, int]]:
+    """{1, 2, 3, 7} → [(1, 3), (7, 7)]: a device's seqs are mostly contiguous, so this stays small."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out

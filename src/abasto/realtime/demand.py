@@ -91,3 +91,12 @@ class ExpectedDemand:
         offset = datetime.fromtimestamp(ts, self._tz).utcoffset()
         off_s = offset.total_seconds() if offset is not None else 0.0
         return ((ts + off_s) // _HOUR_S) * _HOUR_S - off_s
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def origins(self) -> list[tuple[str, str, float]]:
+        """Where each cached series starts: sums of the same rates from the same origin are the
+        same floats, so restoring the origins (rates are looked up again) keeps results bit-identical."""
+        return [(store, sku, s.origin) for (store, sku), s in self._series.items()]
+
+    def restore_origins(self, origins: list[tuple[str, str, float]]) -> None:
+        self._series = {(store, sku): _Series(origin) for store, sku, origin in origins}

@@ -71,6 +71,10 @@ class Detector:
         self._model_spacing = timedelta(minutes=tuning.model_call_spacing_min)
         self.evaluations = 0
 
+    @property
+    def demand(self) -> ExpectedDemand:
+        return self._demand
+
     def evaluate(
         self, st: PairState, now: datetime, *, projected: bool = True, stopped: bool = True
     ) -> list[Alert]:
@@ -231,6 +235,22 @@ class Detector:
             next_delivery=self._upcoming(st.store_id, now)[0],
             suggested=0,
         )
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def export_model_calls(self) -> list[tuple[str, str, datetime, str, datetime | None, datetime]]:
+        """The spacing memory of model calls (it decides whether the model is asked again)."""
+        return [
+            (store, sku, c.at, c.episode, c.evidence, c.horizon)
+            for (store, sku), c in self._last_model_call.items()
+        ]
+
+    def restore_model_calls(
+        self, calls: list[tuple[str, str, datetime, str, datetime | None, datetime]]
+    ) -> None:
+        self._last_model_call = {
+            (store, sku): _ModelCall(at, episode, evidence, horizon)
+            for store, sku, at, episode, evidence, horizon in calls
+        }
 
     # --- common ------------------------------------------------------------------------------------
     def _alert(

@@ -24,6 +24,7 @@ from abasto.realtime.demand import ExpectedDemand
 from abasto.realtime.detector import Detector
 from abasto.realtime.metrics import ProcessorMetrics
 from abasto.realtime.reference import ReferenceData
+from abasto.realtime.snapshot import SNAPSHOT_VERSION, EngineSnapshot, MetricsSnapshot, PairSnapshot
 from abasto.realtime.state import PairState
 from abasto.realtime.tuning import DetectorTuning
 from abasto.realtime.velocity import EwmaRate
@@ -68,6 +69,7 @@ class Engine:
         self._store_pairs: dict[str, list[PairState]] = {}
         self._clock = clock
         self._pairs: dict[tuple[str, str], PairState] = {}
+        self._demand = self._detector.demand
 
     # --- inspection ------------------------------------------------------------------------------
     def watermark(self, store_id: str) -> datetime | None:
@@ -80,6 +82,79 @@ class Engine:
 
     def pairs(self) -> Iterator[PairState]:
         return iter(self._pairs.values())
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def snapshot(self) -> EngineSnapshot:
+        """Everything that decides future outputs, as plain data (see ``realtime.snapshot``)."""
+        pairs = [
+            PairSnapshot(
+                st.store_id,
+                st.sku,
+                st.first_seen_at,
+                *st.velocity.export(),
+                st.on_hand,
+                st.last_reading_at,
+                st.last_event_at,
+                st.last_sale_at,
+                st.day,
+                st.counting_since,
+                st.sales_today,
+                st.episode,
+                sorted(st.alerted),
+            )
+            for st in self._pairs.values()
+        ]
+        return EngineSnapshot(
+            version=SNAPSHOT_VERSION,
+            pairs=pairs,
+            dedup=self._dedup.export(),
+            watermarks=[(store, *wm.export()) for store, wm in self._clocks.items()],
+            store_deliveries=dict(self._store_deliveries),
+            model_calls=self._detector.export_model_calls(),
+            demand_origins=self._demand.origins(),
+            evaluations=self._detector.evaluations,
+            metrics=MetricsSnapshot.of(self.metrics),
+        )
+
+    def restore(self, snap: EngineSnapshot) -> None:
+        """Replace the whole state by ``snap`` (taken by an engine with the same pattern and tuning)."""
+        if snap.version != SNAPSHOT_VERSION:
+            raise ValueError(f"engine snapshot version {snap.version}, expected {SNAPSHOT_VERSION}")
+        self._pairs.clear()
+        self._store_pairs.clear()
+        for p in snap.pairs:
+            velocity = EwmaRate(self.tuning.velocity_half_life_h)
+            velocity.restore(p.velocity_mass, p.velocity_at)
+            st = PairState(
+                store_id=p.store_id,
+                sku=p.sku,
+                first_seen_at=p.first_seen_at,
+                velocity=velocity,
+                on_hand=p.on_hand,
+                last_reading_at=p.last_reading_at,
+                last_event_at=p.last_event_at,
+                last_sale_at=p.last_sale_at,
+                day=p.day,
+                counting_since=None if p.counting_since is None else p.counting_since.astimezone(self._tz),
+                sales_today=p.sales_today,
+                episode=p.episode,
+                alerted=set(p.alerted),
+            )
+            self._pairs[(st.store_id, st.sku)] = st
+            self._store_pairs.setdefault(st.store_id, []).append(st)
+        self._dedup.restore(snap.dedup)
+        self._clocks.clear()
+        for store, newest, last_hour in snap.watermarks:
+            wm = self._clocks[store] = Watermark(self._lateness)
+            wm.restore(newest, last_hour)
+        # the detector holds this very dict: update it in place
+        self._store_deliveries.clear()
+        self._store_deliveries.update(snap.store_deliveries)
+        self._detector.restore_model_calls(snap.model_calls)
+        self._detector.evaluations = snap.evaluations
+        self._demand.restore_origins(snap.demand_origins)
+        snap.metrics.restore_into(self.metrics)
+        self.metrics.evaluations = snap.evaluations
 
     # --- processing ------------------------------------------------------------------------------
     def process(self, subject: str, data: bytes) -> list[Output]:

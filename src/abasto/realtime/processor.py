@@ -1,9 +1,31 @@
-"""The stream processor: JetStream (POS) → Engine → ALERTS / DLQ, with at-least-once delivery.
+"""The stream processor: JetStream (POS) → Engine → ALERTS / DLQ.
 
 Per batch: fetch from the durable pull consumer, run each message through the engine, publish the
-outputs (alerts with ``Nats-Msg-Id`` = alert id, dead letters with the reason header) and only then
-acknowledge the inputs. A crash before the acks redelivers the batch; alert ids and the dead-letter
-ids (``dlq:<stream seq>``) make the re-published outputs duplicates the stream drops.
+outputs (alerts with ``Nats-Msg-Id`` = alert id, dead letters ``dlq:<stream seq>`` with the reason
+header) and wait for the stream's acknowledgements.
+
+Without a checkpoint store (the demo), the inputs are then acknowledged: at-least-once, and a
+restart starts from an empty state.
+
+With a :class:`~abasto.realtime.checkpoint.CheckpointStore` the worker checkpoints every
+``checkpoint_every`` messages or ``checkpoint_interval_s`` seconds (and when idle or stopping), in
+this order (quix-streams' ``Checkpoint.commit``):
+
+1. flush the outputs: every output of the inputs up to stream seq S is stored in ALERTS/DLQ
+   (each batch's publishes are awaited before the next fetch, so nothing is pending);
+2. write the engine snapshot tagged with S, durably and atomically (fsync + rename);
+3. acknowledge the inputs up to S.
+
+On start the worker loads its checkpoint (seq S, or none: empty state and S = 0), recreates its
+durable consumer at S + 1 and skips any delivered message with stream seq ≤ the last applied one
+(redeliveries after a lost ack). The engine is deterministic, so re-reading S + 1 … in stream
+order from the state at S reproduces exactly the outputs the crashed worker produced, with the
+same ``Nats-Msg-Id``: the stream drops those already stored (a crash between steps 1 and 2), and
+nothing is lost (outputs are stored before the state that no longer produces them). Outputs are
+therefore exactly-once in ALERTS/DLQ, provided a worker restarts within the streams' duplicate
+window (``nats.duplicate_window_s``, 600 s by default) of its last publish; beyond it a replayed
+alert could be stored twice, but with the same alert id (derived from store, SKU and episode), so
+consumers still see one alert per id.
 """
 
 from __future__ import annotations
@@ -11,12 +33,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abasto.contracts.alerts import Alert, encode_alert
-from abasto.errors import ServiceUnavailableError, is_transient
+from abasto.errors import ConfigError, ServiceUnavailableError, is_transient
+from abasto.realtime.checkpoint import Checkpoint, CheckpointStore
 from abasto.realtime.engine import DeadLetter, Engine, Output
 from abasto.realtime.metrics import ProcessorMetrics
+from abasto.realtime.partition import Partition, open_consumer
+from abasto.stream.jetstream import JetStreamEventStream
 from abasto.stream.port import Consumer, EventStream, OutgoingMessage, StreamMessage
 from abasto.stream.topology import (
     DETAIL_HEADER,
@@ -54,11 +80,23 @@ class Processor:
         fetch_timeout_s: float = 0.5,
         ack_wait_s: float = 60.0,
         start_seq: int | None = None,
+        partition: Partition | None = None,
+        stores: Sequence[str] = (),
+        checkpoints: CheckpointStore | None = None,
+        checkpoint_every: int = 10_000,
+        checkpoint_interval_s: float = 5.0,
     ) -> None:
-        """``start_seq``: where a new durable consumer starts (default: the stream's beginning)."""
+        """``start_seq``: where a new durable consumer starts (default: the stream's beginning).
+
+        ``partition`` (with the registered ``stores``): this worker's share of the stores; its
+        durable consumer is ``<durable>-p<index>of<count>``. ``checkpoints``: checkpoint there (see
+        the module docstring); both need the JetStream backend.
+        """
         self._stream = stream
         self.engine = engine
-        self._durable = durable
+        self.partition = partition or Partition()
+        self._durable = self.partition.durable(durable)
+        self._filters = self.partition.filter_subjects(stores)
         self._source = source_stream
         self._batch = batch_size
         self._fetch_timeout = fetch_timeout_s
@@ -66,21 +104,68 @@ class Processor:
         self._start_seq = start_seq
         self._consumer: Consumer | None = None
         self.last_run: RunStats | None = None
+        self._checkpoints = checkpoints
+        self._ckpt_every = max(1, checkpoint_every)
+        self._ckpt_interval = checkpoint_interval_s
+        #: last stream seq applied to the engine; inputs up to it are not applied again
+        self.position = 0
+        #: messages applied (over every run of this worker, when checkpointing)
+        self.applied = 0
+        #: redelivered messages skipped as already applied
+        self.skipped = 0
+        self.checkpoints_written = 0
+        self._unacked: list[StreamMessage] = []
+        self._last_ckpt = time.monotonic()
+        if (checkpoints is not None or not self.partition.whole) and not isinstance(
+            stream, JetStreamEventStream
+        ):
+            raise ConfigError("checkpointing and partitioned workers need the JetStream stream backend")
 
     @property
     def metrics(self) -> ProcessorMetrics:
         return self.engine.metrics
 
+    @property
+    def durable(self) -> str:
+        return self._durable
+
     async def _bound(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = await self._stream.consumer(
+            self._consumer = await self._open()
+        return self._consumer
+
+    async def _open(self) -> Consumer:
+        stream = self._stream
+        if self._checkpoints is None and self.partition.whole:
+            return await stream.consumer(
                 self._source,
                 self._durable,
                 ack_wait_s=self._ack_wait,
                 max_ack_pending=max(self._batch * 4, 1000),
                 start_seq=self._start_seq,
             )
-        return self._consumer
+        assert isinstance(stream, JetStreamEventStream)  # checked in __init__
+        start = self._start_seq
+        if self._checkpoints is not None:
+            ckpt = await asyncio.to_thread(
+                self._checkpoints.load_for, self._durable, self.partition.index, self.partition.count
+            )
+            if ckpt is not None:
+                self.engine.restore(ckpt.engine_state())
+                self.position, self.applied = ckpt.stream_seq, ckpt.messages
+                start = ckpt.stream_seq + 1
+                log.info("%s resumes after stream seq %d", self._durable, ckpt.stream_seq)
+        return await open_consumer(
+            stream,
+            self._source,
+            self._durable,
+            self._filters,
+            start_seq=start,
+            reset=self._checkpoints is not None,
+            ack_wait_s=self._ack_wait,
+            # acks wait for the checkpoint: room for a checkpoint's worth of messages and a batch
+            max_ack_pending=max(self._ckpt_every + 2 * self._batch, self._batch * 4, 1000),
+        )
 
     async def run_until_idle(self) -> ProcessorMetrics:
         """Process until the consumer has nothing pending and nothing unacknowledged."""
@@ -93,6 +178,9 @@ class Processor:
                 await self._handle(msgs)
                 count += len(msgs)
                 busy_until = time.perf_counter()
+                continue
+            if self._unacked:
+                await self.checkpoint()
                 continue
             if (await consumer.state()).idle:
                 break
@@ -109,6 +197,8 @@ class Processor:
                 msgs = await consumer.fetch(self._batch, timeout_s=self._fetch_timeout)
                 if msgs:
                     await self._handle(msgs, stop)
+                elif self._unacked:
+                    await self.checkpoint()  # idle: make the progress durable
                 backoff = 0.2
             except Exception as exc:
                 if not is_transient(exc):
@@ -116,16 +206,54 @@ class Processor:
                 log.warning("stream unavailable (%r); retrying in %.1fs", exc, backoff)
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
+        if self._unacked:
+            await self.checkpoint()
 
     async def _handle(self, msgs: list[StreamMessage], stop: asyncio.Event | None = None) -> None:
         outgoing: list[OutgoingMessage] = []
         for msg in msgs:
+            if msg.stream_seq <= self.position:
+                self.skipped += 1  # applied before a lost ack (or a crash): its outputs are stored
+                continue
             for out in self.engine.process(msg.subject, msg.data):
                 outgoing.append(_to_message(out, msg))
+            self.position = msg.stream_seq
+            self.applied += 1
         if outgoing:
             await self._publish(outgoing, stop)
-        for msg in msgs:
+        if self._checkpoints is None:
+            for msg in msgs:
+                await msg.ack()
+            return
+        self._unacked += msgs
+        if (
+            len(self._unacked) >= self._ckpt_every
+            or time.monotonic() - self._last_ckpt >= self._ckpt_interval
+        ):
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Commit: outputs flushed → state written at ``position`` → inputs acknowledged.
+
+        Step 1 holds on entry: :meth:`_handle` awaited the stream's acks of every output.
+        """
+        store = self._checkpoints
+        if store is None:
+            return
+        ckpt = Checkpoint.of(
+            self._durable,
+            self.partition.index,
+            self.partition.count,
+            self.position,
+            self.applied,
+            self.engine.snapshot(),
+        )
+        await asyncio.to_thread(store.save, ckpt)
+        self.checkpoints_written += 1
+        unacked, self._unacked = self._unacked, []
+        for msg in unacked:
             await msg.ack()
+        self._last_ckpt = time.monotonic()
 
     async def _publish(self, outgoing: list[OutgoingMessage], stop: asyncio.Event | None) -> None:
         """Publish until acknowledged: the inputs are not acked before their outputs are stored."""

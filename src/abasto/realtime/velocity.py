@@ -40,3 +40,10 @@ class EwmaRate:
             return 0.0
         age_h = max(0.0, (at - self._at).total_seconds() / 3600.0)
         return self._mass * math.exp(-age_h / self._tau_h) / self._tau_h
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def export(self) -> tuple[float, datetime | None]:
+        return self._mass, self._at
+
+    def restore(self, mass: float, at: datetime | None) -> None:
+        self._mass, self._at = mass, at

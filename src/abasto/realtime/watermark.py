@@ -44,3 +44,11 @@ class Watermark:
             return []
         n = int((hour - last) / _HOUR)
         return [last + k * _HOUR for k in range(max(1, n - max_hours + 1), n + 1)]
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def export(self) -> tuple[datetime | None, datetime | None]:
+        """(newest event time, last hour reported): all the watermark remembers."""
+        return self._max, self._last_hour
+
+    def restore(self, newest: datetime | None, last_hour: datetime | None) -> None:
+        self._max, self._last_hour = newest, last_hour
