@@ -1,4 +1,5 @@
-"""Fixtures of the source tests: a fresh database per test module, small hand-built worlds."""
+"""Fixtures of the source tests: a fresh database per test module, small hand-built worlds, and a
+moto server standing in for DynamoDB (no AWS account is reachable here)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from moto.server import ThreadedMotoServer
 
 from abasto.sources.pg import create_database, drop_database
+from abasto.stream.kinesis_aws import AwsConnection
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -21,6 +24,23 @@ def db_dsn(request: pytest.FixtureRequest, pg_dsn: str) -> Iterator[str]:
     dsn = create_database(pg_dsn, name)
     yield dsn
     drop_database(pg_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def moto_dynamodb() -> Iterator[AwsConnection]:
+    """boto3 settings for a moto server (DynamoDB + Streams) on a free local port, dummy credentials."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield AwsConnection(
+        region="us-east-1",
+        endpoint_url=f"http://{host}:{port}",
+        access_key_id="testing",
+        secret_access_key="testing",
+        timeout_s=5.0,
+        max_attempts=2,
+    )
+    server.stop()
 
 
 def make_world(

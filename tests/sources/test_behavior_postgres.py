@@ -40,7 +40,7 @@ def test_open_document_store_by_uri(db_dsn: str) -> None:
     finally:
         store.close()
     with pytest.raises(ConfigError):
-        open_document_store("dynamodb://documents")
+        open_document_store("mongodb://documents")
 
 
 def test_unreachable_server_is_transient() -> None:

@@ -1,7 +1,7 @@
 """One behaviour suite for every DocumentStore backend (structured like pyiceberg's catalog behaviours).
 
-Add a backend by adding a factory to ``_STORE_FACTORIES`` (DynamoDB under moto comes next); every
-test then runs against it too.
+Add a backend by adding a factory to ``_STORE_FACTORIES``; every test then runs against it too.
+DynamoDB runs against moto in server mode (no AWS account is reachable here): a fresh table per test.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from abasto.errors import InvalidInputError
-from abasto.sources.behavior import Document, DocumentStore, PostgresDocumentStore, load_visit_analyses
+from abasto.sources.behavior import (
+    Document,
+    DocumentStore,
+    DynamoDocumentStore,
+    PostgresDocumentStore,
+    load_visit_analyses,
+)
+from abasto.stream.kinesis_aws import AwsConnection
 
 pytestmark = pytest.mark.services
 
@@ -31,7 +38,16 @@ def _postgres(request: pytest.FixtureRequest) -> StoreFactory:
     return lambda: PostgresDocumentStore(dsn, schema=schema)
 
 
-_STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], StoreFactory]] = {"postgres": _postgres}
+def _dynamodb(request: pytest.FixtureRequest) -> StoreFactory:
+    conn: AwsConnection = request.getfixturevalue("moto_dynamodb")
+    table = f"behavior-conf-{next(_schemas)}"  # every test starts from an empty table
+    return lambda: DynamoDocumentStore(table, conn)
+
+
+_STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], StoreFactory]] = {
+    "postgres": _postgres,
+    "dynamodb": _dynamodb,
+}
 
 
 @pytest.fixture(params=list(_STORE_FACTORIES))
