@@ -1,0 +1,281 @@
+"""Running curate jobs and recording each run (the local Glue ``StartJobRun`` + job-run history).
+
+:class:`JobRunner` wraps :func:`abasto.lake.curate.curate_table`: it serialises runs per table
+(a file lock under ``<home>/lake/locks``, across threads and processes), notes which raw files were
+pending, runs the job, and records a :class:`~abasto.lake.jobs.runs.JobRun` whatever the outcome.
+Which files a run applied is read from the curate ledger before and after (the ledger commits
+with the data), so a re-run over applied files records 0 files and a failed run still names the
+files it managed to commit before failing.
+
+A backfill applies the pending files of a date range (``cdc/<YYYY-MM-DD>/`` of the raw layout)
+and nothing after it: the ledger is a watermark, so it must start at the first pending file (a
+range starting later is refused rather than silently skipping files).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+from abasto.catalog import load_table, open_catalog
+from abasto.errors import ConfigError, InvalidInputError, TransientError
+from abasto.lake.curate import curate_table
+from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunStatus, Trigger
+from abasto.lake.ledger import Ledger
+from abasto.lake.raw_files import RawFile, discover_raw_files
+from abasto.lake.storage import filesystem_for
+from abasto.lake.tables import ALL_TABLES, TableSpec, get_spec
+from abasto.settings import Settings
+
+__all__ = ["JobRunner", "TableStatus", "cdc_file_date", "select_backfill"]
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """Where one curated table stands: files applied (ledger), files pending, its last run."""
+
+    table: str
+    source: str
+    applied_files: int
+    pending: tuple[str, ...]
+    last_run: JobRun | None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "source": self.source,
+            "applied_files": self.applied_files,
+            "pending_files": len(self.pending),
+            "pending": list(self.pending),
+            "last_run": self.last_run.as_dict() if self.last_run else None,
+            "error": self.error,
+        }
+
+
+def cdc_file_date(raw: RawFile) -> date | None:
+    """The commit date in a CDC file's path (``cdc/<YYYY-MM-DD>/…``); None for a full load."""
+    if raw.kind != "cdc":
+        return None
+    return date.fromisoformat(raw.relpath.split("/")[1])
+
+
+def select_backfill(pending: list[RawFile], date_from: date | None, date_to: date | None) -> list[RawFile]:
+    """The pending files (in processing order) a backfill of [``date_from``, ``date_to``] applies.
+
+    Raises:
+        InvalidInputError: a file before ``date_from`` is still pending (applying later files first
+            would leave it behind the ledger's watermark for ever).
+    """
+    selected: list[RawFile] = []
+    for raw in pending:
+        day = cdc_file_date(raw)
+        if day is not None and date_to is not None and day > date_to:
+            break
+        if day is not None and date_from is not None and day < date_from:
+            raise InvalidInputError(
+                f"{raw.relpath} (before {date_from}) is still pending",
+                hint=f"backfill from {day} or earlier, or run `abasto jobs run` first",
+            )
+        selected.append(raw)
+    if date_to is not None:  # a full load after the range's last change belongs to a later day
+        while selected and selected[-1].kind == "full_load":
+            selected.pop()
+    return selected
+
+
+class JobRunner:
+    """Runs curate jobs for one lake and records them in ``store`` (default: beside the catalog).
+
+    ``max_files`` bounds the raw files merged per Iceberg commit (a backlog is applied in several).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: Catalog | None = None,
+        store: JobRunStore | None = None,
+        max_files: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog if catalog is not None else open_catalog(settings)
+        self.store = store if store is not None else JobRunStore.for_settings(settings)
+        self.max_files = max_files
+
+    @property
+    def raw_uri(self) -> str:
+        return self.settings.raw_uri
+
+    # --- runs -------------------------------------------------------------------------------------
+    def run(
+        self, table: str, trigger: Trigger = Trigger.MANUAL, *, detail: dict[str, Any] | None = None
+    ) -> JobRun:
+        """Apply every pending raw file of ``table``; the run is recorded, failed or not."""
+        return self._execute(get_spec(table), trigger, detail=detail)
+
+    def run_all(self, tables: Iterable[str] | None = None, trigger: Trigger = Trigger.MANUAL) -> list[JobRun]:
+        """One run per table (all of :data:`ALL_TABLES` if omitted); a failure does not stop the rest."""
+        names = list(tables) if tables is not None else list(ALL_TABLES)
+        return [self.run(name, trigger) for name in names]
+
+    def backfill(self, table: str, *, date_from: date | None = None, date_to: date | None = None) -> JobRun:
+        """Re-discover the raw files of ``table`` and apply the pending ones dated in the range.
+
+        Idempotent: files already applied are skipped by the ledger (a second backfill records 0
+        files). Local raw zones only (the range is staged as a view of symlinks).
+
+        Raises:
+            InvalidInputError: the range is empty/inverted or leaves earlier pending files behind.
+            ConfigError: the raw zone is not on the local filesystem.
+        """
+        if date_from is not None and date_to is not None and date_from > date_to:
+            raise InvalidInputError(f"--from {date_from} is after --to {date_to}")
+        spec = get_spec(table)
+        detail = {"from": str(date_from) if date_from else None, "to": str(date_to) if date_to else None}
+        if date_from is None and date_to is None:  # the whole backlog: no view needed (works on S3)
+            return self._execute(spec, Trigger.BACKFILL, detail=detail)
+        with self._lock(spec):
+            selected = select_backfill(self._pending(spec, self.raw_uri), date_from, date_to)
+            with tempfile.TemporaryDirectory(prefix="abasto-backfill-") as view:
+                view_uri = _stage_view(spec, selected, Path(view))
+                return self._execute(spec, Trigger.BACKFILL, raw_uri=view_uri, detail=detail, locked=True)
+
+    def pending(self, table: str) -> list[RawFile]:
+        """Raw files of ``table`` not applied yet, in processing order."""
+        return self._pending(get_spec(table), self.raw_uri)
+
+    def status(self, tables: Iterable[str] | None = None) -> list[TableStatus]:
+        names = list(tables) if tables is not None else list(ALL_TABLES)
+        last = self.store.last_runs()
+        out: list[TableStatus] = []
+        for name in names:
+            spec = get_spec(name)
+            current = load_table(self.catalog, spec.identifier)
+            ledger = _ledger(current)
+            try:
+                pending = tuple(
+                    f.relpath for f in ledger.pending(discover_raw_files(self.raw_uri, spec.source))
+                )
+                error = None
+            except InvalidInputError as exc:
+                pending, error = (), str(exc)
+            out.append(
+                TableStatus(
+                    spec.identifier, spec.source, ledger.files, pending, last.get(spec.identifier), error
+                )
+            )
+        return out
+
+    # --- internals --------------------------------------------------------------------------------
+    def _pending(self, spec: TableSpec, raw_uri: str) -> list[RawFile]:
+        return _ledger(load_table(self.catalog, spec.identifier)).pending(
+            discover_raw_files(raw_uri, spec.source)
+        )
+
+    def _execute(
+        self,
+        spec: TableSpec,
+        trigger: Trigger,
+        *,
+        raw_uri: str | None = None,
+        detail: dict[str, Any] | None = None,
+        locked: bool = False,
+    ) -> JobRun:
+        with _nullcontext() if locked else self._lock(spec):
+            return self._execute_locked(spec, trigger, raw_uri or self.raw_uri, dict(detail or {}))
+
+    def _execute_locked(
+        self, spec: TableSpec, trigger: Trigger, raw_uri: str, detail: dict[str, Any]
+    ) -> JobRun:
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        before = load_table(self.catalog, spec.identifier)
+        known = {s.snapshot_id for s in before.snapshots()} if before is not None else set()
+        pending: list[RawFile] = []
+        error: str | None = None
+        rows = (0, 0, 0)
+        try:
+            pending = _ledger(before).pending(discover_raw_files(raw_uri, spec.source))
+            result = curate_table(spec, catalog=self.catalog, raw_uri=raw_uri, max_files=self.max_files)
+            rows = (result.rows_in, result.rows_upserted, result.rows_deleted)
+        except Exception as exc:  # noqa: BLE001 - any failure of the job is recorded, never lost
+            error = f"{type(exc).__name__}: {exc}"
+            detail["retryable"] = isinstance(exc, TransientError)
+        after = load_table(self.catalog, spec.identifier)
+        still = {f.relpath for f in _ledger(after).pending(pending)}
+        applied = [f for f in pending if f.relpath not in still]
+        new = sorted(
+            (s for s in (after.snapshots() if after is not None else []) if s.snapshot_id not in known),
+            key=lambda s: s.sequence_number or 0,
+        )
+        current = after.current_snapshot() if after is not None else None
+        run = JobRun(
+            run_id=uuid.uuid4().hex,
+            job=f"curate.{spec.name}",
+            table=spec.identifier,
+            trigger=trigger,
+            status=RunStatus.OK if error is None else RunStatus.FAILED,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            duration_s=time.perf_counter() - t0,
+            inputs=tuple(InputFile(f.relpath, f.kind, f.first_lsn, f.last_lsn) for f in applied),
+            snapshot_ids=tuple(s.snapshot_id for s in new),
+            snapshot_id=current.snapshot_id if current is not None else None,
+            rows_in=rows[0],
+            rows_upserted=rows[1],
+            rows_deleted=rows[2],
+            pending_before=len(pending),
+            error=error,
+            detail=detail,
+        )
+        self.store.record(run)
+        return run
+
+    @contextmanager
+    def _lock(self, spec: TableSpec) -> Iterator[None]:
+        """One run per table at a time, across threads and processes."""
+        path = self.store.path.parent / "locks" / f"{spec.name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield
+
+
+def _ledger(table: Table | None) -> Ledger:
+    return Ledger.from_properties(table.properties) if table is not None else Ledger()
+
+
+def _stage_view(spec: TableSpec, files: list[RawFile], root: Path) -> str:
+    """A raw zone under ``root`` holding only ``files`` (symlinks), for a bounded run."""
+    for raw in files:
+        fs, path = filesystem_for(raw.uri)
+        if not isinstance(fs, pafs.LocalFileSystem):
+            raise ConfigError(
+                "a date-bounded backfill needs a local raw zone",
+                hint="run `abasto jobs backfill TABLE` without --from/--to, or `abasto jobs run`",
+            )
+        target = root / spec.source / raw.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(Path(path).resolve())
+    (root / spec.source).mkdir(parents=True, exist_ok=True)
+    return root.as_uri()
