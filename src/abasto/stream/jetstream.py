@@ -77,6 +77,9 @@ class JetStreamConsumer(Consumer):
             return []
         except nats.errors.ConnectionClosedError as exc:
             raise ServiceUnavailableError(f"NATS connection closed: {exc}") from exc
+        except nats.errors.Error as exc:
+            # e.g. 503 while a replicated consumer elects a leader: transient, not a crash
+            raise _translated_error(exc) from exc
         return [JetStreamMessage(m) for m in msgs]
 
     async def state(self) -> ConsumerState:
@@ -193,6 +196,7 @@ class JetStreamEventStream(EventStream):
             max_bytes=spec.max_bytes,
             max_age=spec.max_age_s,
             duplicate_window=spec.duplicate_window_s,
+            num_replicas=spec.replicas,
         )
         try:
             existing = await self.js.stream_info(spec.name)
@@ -241,8 +245,23 @@ class JetStreamEventStream(EventStream):
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        ack = await _translate(self.js.publish(subject, data, headers=_headers(msg_id, headers)), subject)
+        try:
+            ack = await _translate(self.js.publish(subject, data, headers=_headers(msg_id, headers)), subject)
+        except NotFoundError as exc:
+            raise await self._missing_or_failover(subject, exc) from exc
         return PublishResult(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def _missing_or_failover(self, subject: str, exc: NotFoundError) -> AbastoError:
+        """No stream answered: really none (terminal), or one whose leader is being elected (transient)."""
+        try:
+            name = await self.js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            return exc
+        except (TimeoutError, nats.errors.Error) as lookup:
+            return ServiceUnavailableError(f"JetStream cannot place {subject} right now: {lookup!r}")
+        return ServiceUnavailableError(
+            f"stream {name} captures {subject} but did not answer (leader election?)"
+        )
 
     async def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
         js = self.js
@@ -263,6 +282,9 @@ class JetStreamEventStream(EventStream):
                 results.append(PublishResult(stream="", seq=0, duplicate=False))
             else:
                 results.append(PublishResult(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate)))
+        if isinstance(first_error, NotFoundError):
+            failed = next(m.subject for m, r in zip(messages, results, strict=True) if not r.stream)
+            raise await self._missing_or_failover(failed, first_error) from first_error
         if first_error is not None:
             raise first_error
         return results
@@ -325,6 +347,8 @@ def _translated_error(exc: BaseException, subject: str | None = None) -> BaseExc
         return exc
     if isinstance(exc, nats.js.errors.NoStreamResponseError):
         return NotFoundError(f"no stream captures the subject{where}")
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+        return ServiceUnavailableError(f"JetStream unavailable{where} (503: leader election or restart)")
     if isinstance(exc, nats.js.errors.APIError):
         if exc.err_code == _STREAM_NOT_FOUND:
             return NotFoundError(f"stream not found{where}: {exc.description}")

@@ -25,6 +25,8 @@ class StreamSpec:
     max_age_s: float = 0.0
     duplicate_window_s: float = 120.0
     description: str = ""
+    #: copies kept by a clustered backend (JetStream R1/R3); backends without replication ignore it
+    replicas: int = 1
 
 
 @dataclass(frozen=True, slots=True)
