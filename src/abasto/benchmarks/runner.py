@@ -15,6 +15,8 @@ from abasto.errors import InvalidInputError
 #: suite name → module under abasto.benchmarks exposing ``run(quick: bool) -> list[Figure]``
 SUITES: dict[str, str] = {
     "events": "abasto.benchmarks.events",
+    "realtime": "abasto.benchmarks.realtime",
+    "lakehouse": "abasto.benchmarks.lakehouse",
 }
 
 

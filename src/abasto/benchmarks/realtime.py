@@ -1,0 +1,490 @@
+"""Real-time path (issue 3): processor, MQTT ingest, event → alert latency, state memory.
+
+Each figure beside its limit, measured in the same run on services this suite starts itself (an
+embedded nats-server with JetStream + MQTT under a temp home, on free ports):
+
+* ``processor_events_per_s`` — the processor alone (JetStream pull consumer → Engine → alerts
+  published on ALERTS → acks) over a backlog of unbatched device events (one message per event) of
+  generated world days, published straight into POS; limit ``jetstream_consume_events_per_s``: a
+  plain pull consumer fetching + acking the same messages (no decode), same batch and ack window.
+* ``mqtt_ingest_events_per_s`` — the device simulator (QoS 1, one connection per store with the
+  store's own credentials) through nats-server's MQTT listener, first publish → last PUBACK;
+  limit ``paho_raw_publish_events_per_s``: one paho client publishing the same payloads QoS 1 to
+  one topic as fast as PUBACKs return.
+* ``alert_latency_p50_ms`` / ``alert_latency_p99_ms`` — events published into JetStream at a paced
+  5,000 events/s while the processor runs; latency = the triggering event's publish → its alert
+  seen on ``alerts.>`` (the processor's publish). Limit: the p50/p99 JetStream publish → pull
+  consume latency of plain messages (the same payloads, same pace, same consumer port) in the run.
+* ``state_memory_mb_per_100k_keys`` — tracemalloc growth of an Engine fed a stock reading and a
+  sale for ≥100k store×SKU keys (per-pair state, watermarks, dedup of the devices), per 100k keys;
+  limit: the same keys in a plain dict of tuples (3 floats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import threading
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import nats
+import paho.mqtt.client as mqtt
+import pyarrow as pa
+import pyarrow.compute as pc
+from paho.mqtt.enums import CallbackAPIVersion
+
+from abasto.benchmarks._services import embedded, percentile
+from abasto.benchmarks.harness import Figure
+from abasto.contracts.alerts import Alert
+from abasto.contracts.events import DeviceEvent, SaleScan, StockReading, encode_event
+from abasto.contracts.patterns import DemandPattern
+from abasto.devices.registry import CredentialRegistry
+from abasto.devices.simulator import (
+    PublishReport,
+    expand_day,
+    publish_mqtt,
+    publish_stream,
+    registry_credentials,
+)
+from abasto.errors import ServiceUnavailableError
+from abasto.ml.pattern import fit_pattern
+from abasto.realtime.bootstrap import reference_from_world
+from abasto.realtime.engine import Engine, Output
+from abasto.realtime.processor import Processor
+from abasto.realtime.tuning import DetectorTuning
+from abasto.services import nats_connect_options, reload_nats
+from abasto.settings import Settings, WorldSettings
+from abasto.stream.jetstream import JetStreamEventStream
+from abasto.stream.port import EventStream, OutgoingMessage, StreamSpec
+from abasto.stream.topology import POS_STREAM, abasto_streams, pos_subject, pos_topic
+from abasto.world import World, generate
+
+PACE_EVENTS_PER_S = 5_000
+#: fetch batch of the latency runs (processor and plain consumer alike): 10 ms of events at the pace
+LATENCY_BATCH = 50
+MEMORY_KEYS = 100_000
+
+
+@dataclass(frozen=True)
+class _Plan:
+    stores: int
+    days: int
+    repeats: int
+    mqtt_events: int
+    latency_s: float
+    latency_repeats: int
+    memory_keys: int
+
+
+QUICK = _Plan(
+    stores=60, days=2, repeats=3, mqtt_events=8_000, latency_s=4.0, latency_repeats=1, memory_keys=20_000
+)
+FULL = _Plan(
+    stores=120,
+    days=7,
+    repeats=5,
+    mqtt_events=60_000,
+    latency_s=20.0,
+    latency_repeats=3,
+    memory_keys=MEMORY_KEYS,
+)
+
+
+def run(*, quick: bool = False) -> list[Figure]:
+    plan = QUICK if quick else FULL
+    world = generate(WorldSettings(seed=42, stores=plan.stores, skus=20, history_days=28))
+    pattern = fit_pattern(_history(world), timezone=world.timezone).with_version("bench")
+    events = expand_day(
+        hourly=world.hourly,
+        stores=world.stores,
+        skus=world.skus,
+        day_start=world.live_start - timedelta(days=plan.days - 1),
+        day_end=world.live_end,
+        seed=1,
+    )
+    figures: list[Figure] = []
+    with embedded("realtime", only=("nats",)) as settings:
+        figures += asyncio.run(_processor_and_latency(settings, world, pattern, events, plan))
+        figures.append(_mqtt_figure(settings, events[: plan.mqtt_events], plan.repeats))
+    figures.append(_memory_figure(world, pattern, plan.memory_keys))
+    return figures
+
+
+# --- processor throughput and latency -----------------------------------------------------------
+
+
+def _engine(world: World, pattern: DemandPattern, settings: Settings) -> Engine:
+    return Engine(pattern, reference_from_world(world), DetectorTuning.from_settings(settings.realtime))
+
+
+class _TimedEngine(Engine):
+    """The engine, remembering for each alert when its triggering message was published."""
+
+    def __init__(self, *args: Any, sent: dict[bytes, float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = sent
+        self.triggered_at: dict[str, float] = {}
+
+    def process(self, subject: str, data: bytes) -> list[Output]:
+        out = super().process(subject, data)
+        if out:
+            at = self.sent.get(data)
+            if at is not None:
+                for o in out:
+                    if isinstance(o, Alert):
+                        self.triggered_at.setdefault(o.alert_id, at)
+        return out
+
+
+async def _processor_and_latency(
+    settings: Settings, world: World, pattern: DemandPattern, events: list[DeviceEvent], plan: _Plan
+) -> list[Figure]:
+    options = nats_connect_options(settings)
+    async with JetStreamEventStream.from_connect_options(options, name="bench-realtime") as stream:
+        await stream.ensure_streams(abasto_streams(settings.nats))
+        start = (await stream.stream_state(POS_STREAM)).last_seq + 1
+        await publish_stream(events, stream, batch=2_000)
+        n = len(events)
+
+        proc_rates: list[float] = []
+        plain_rates: list[float] = []
+        for i in range(plan.repeats):
+            plain_rates.append(await _plain_consume(stream, f"bench-plain-{i}", start, n))
+            processor = Processor(
+                stream, _engine(world, pattern, settings), durable=f"bench-proc-{i}", start_seq=start
+            )
+            await processor.run_until_idle()
+            assert processor.last_run is not None and processor.last_run.messages == n
+            proc_rates.append(processor.last_run.rate)
+
+        lat: list[tuple[float, float]] = []
+        rtt: list[tuple[float, float]] = []
+        payloads = [(pos_subject(e.store_id, e.device_id), encode_event(e)) for e in events]
+        count = int(PACE_EVENTS_PER_S * plan.latency_s)
+        payloads = payloads[:count]  # each payload once: publish times are keyed by payload
+        for i in range(plan.latency_repeats):
+            rtt.append(await _plain_round_trip(stream, payloads, i))
+            lat.append(await _alert_latency(stream, options, world, pattern, settings, payloads, i))
+    return [
+        Figure(
+            "processor_events_per_s",
+            "events/s (JetStream → Engine → ALERTS, unbatched)",
+            statistics.median(proc_rates),
+            "jetstream_consume_events_per_s (fetch + ack, no decode)",
+            statistics.median(plain_rates),
+        ),
+        Figure(
+            "alert_latency_p50_ms",
+            f"ms (event published to JetStream → alert published, at {PACE_EVENTS_PER_S:,} events/s)",
+            statistics.median(x[0] for x in lat),
+            "jetstream_publish_consume_p50_ms (plain message, same pace)",
+            statistics.median(x[0] for x in rtt),
+        ),
+        Figure(
+            "alert_latency_p99_ms",
+            f"ms (event published to JetStream → alert published, at {PACE_EVENTS_PER_S:,} events/s)",
+            statistics.median(x[1] for x in lat),
+            "jetstream_publish_consume_p99_ms (plain message, same pace)",
+            statistics.median(x[1] for x in rtt),
+        ),
+    ]
+
+
+async def _plain_consume(stream: EventStream, durable: str, start: int, n: int) -> float:
+    """Events/s of a plain pull consumer fetching + acking ``n`` messages from ``start``."""
+    consumer = await stream.consumer(
+        POS_STREAM, durable, start_seq=start, ack_wait_s=60.0, max_ack_pending=4_000
+    )
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        msgs = await consumer.fetch(1_000, timeout_s=0.5)
+        for m in msgs:
+            await m.ack()
+        got += len(msgs)
+    return got / (time.perf_counter() - t0)
+
+
+async def _paced_publish(
+    stream: EventStream, payloads: list[tuple[str, bytes]], sent: dict[bytes, float], msg_ids: bool = False
+) -> None:
+    """Publish at PACE_EVENTS_PER_S in 10 ms ticks, recording each payload's publish time."""
+    per_tick = max(1, PACE_EVENTS_PER_S // 100)
+    t0 = time.perf_counter()
+    for i in range(0, len(payloads), per_tick):
+        delay = t0 + i / PACE_EVENTS_PER_S - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        chunk = payloads[i : i + per_tick]
+        now = time.perf_counter()
+        for _, data in chunk:
+            sent[data] = now
+        await stream.publish_batch([OutgoingMessage(s, d) for s, d in chunk])
+
+
+async def _plain_round_trip(
+    stream: EventStream, payloads: list[tuple[str, bytes]], run: int
+) -> tuple[float, float]:
+    """p50/p99 ms from JetStream publish to a pull consumer's fetch of plain messages at the same pace."""
+    name = f"BENCHRTT{run}"
+    await stream.ensure_streams([StreamSpec(name=name, subjects=(f"benchrtt{run}.>",))])
+    consumer = await stream.consumer(name, f"bench-rtt-{run}", ack_wait_s=60.0, max_ack_pending=4_000)
+    batch = LATENCY_BATCH
+    sent: dict[bytes, float] = {}
+    lat: list[float] = []
+    done = asyncio.Event()
+
+    async def consume() -> None:
+        while not (done.is_set() and len(lat) >= len(payloads)):
+            msgs = await consumer.fetch(batch, timeout_s=0.5)
+            now = time.perf_counter()
+            for m in msgs:
+                at = sent.get(m.data)
+                if at is not None:
+                    lat.append((now - at) * 1000)
+                await m.ack()
+            if done.is_set() and not msgs:
+                break
+
+    task = asyncio.create_task(consume())
+    await _paced_publish(stream, [(f"benchrtt{run}.{s}", d) for s, d in payloads], sent)
+    done.set()
+    await asyncio.wait_for(task, timeout=60)
+    await stream.delete_stream(name)
+    return percentile(lat, 0.5), percentile(lat, 0.99)
+
+
+async def _alert_latency(
+    stream: EventStream,
+    options: dict[str, object],
+    world: World,
+    pattern: DemandPattern,
+    settings: Settings,
+    payloads: list[tuple[str, bytes]],
+    run: int,
+) -> tuple[float, float]:
+    """p50/p99 ms from an event's publish into POS to its alert's publish on ALERTS (processor running)."""
+    sent: dict[bytes, float] = {}
+    engine = _TimedEngine(
+        pattern, reference_from_world(world), DetectorTuning.from_settings(settings.realtime), sent=sent
+    )
+    start = (await stream.stream_state(POS_STREAM)).last_seq + 1
+    processor = Processor(
+        stream,
+        engine,
+        durable=f"bench-lat-{run}-{uuid.uuid4().hex[:6]}",
+        start_seq=start,
+        batch_size=LATENCY_BATCH,
+    )
+    seen: dict[str, float] = {}
+    nc = await nats.connect(**options)  # type: ignore[arg-type]
+
+    async def on_alert(msg: Any) -> None:
+        alert_id = (msg.headers or {}).get("Nats-Msg-Id")
+        if alert_id is not None:
+            seen.setdefault(alert_id, time.perf_counter())
+
+    try:
+        await nc.subscribe("alerts.>", cb=on_alert)
+        await nc.flush()
+        stop = asyncio.Event()
+        task = asyncio.create_task(processor.run(stop))
+        await _paced_publish(stream, payloads, sent)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # let the processor drain what was published
+            if engine.metrics.received >= len(payloads) and set(engine.triggered_at) <= set(seen):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    finally:
+        await nc.drain()
+    lat = [(seen[a] - t) * 1000 for a, t in engine.triggered_at.items() if a in seen]
+    if not lat:
+        raise ServiceUnavailableError("no alert was raised during the latency run")
+    return percentile(lat, 0.5), percentile(lat, 0.99)
+
+
+# --- MQTT ingest -----------------------------------------------------------------------------------
+
+
+def _mqtt_figure(settings: Settings, events: list[DeviceEvent], repeats: int) -> Figure:
+    store_ids = sorted({e.store_id for e in events})
+    CredentialRegistry(settings).register_stores(store_ids)
+    reload_nats(settings)
+    creds = registry_credentials(settings)
+    ingest: list[float] = []
+    raw: list[float] = []
+    for _ in range(repeats):
+        ingest.append(_publish_with_retry(events, settings, creds).rate)
+        raw.append(_paho_raw(settings, store_ids[0], [encode_event(e) for e in events]))
+    return Figure(
+        "mqtt_ingest_events_per_s",
+        f"events/s (simulator, {len(store_ids)} store connections, QoS 1, to PUBACK)",
+        statistics.median(ingest),
+        "paho_raw_publish_events_per_s (1 client, QoS 1, one topic)",
+        statistics.median(raw),
+    )
+
+
+def _publish_with_retry(
+    events: list[DeviceEvent], settings: Settings, creds: Callable[[str], tuple[str, str]]
+) -> PublishReport:
+    """The server applies reloaded users asynchronously: retry the first connections briefly."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return publish_mqtt(
+                events, host=settings.nats.host, port=settings.nats.mqtt_port, credentials=creds
+            )
+        except ServiceUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def _paho_raw(settings: Settings, store_id: str, payloads: list[bytes], inflight: int = 500) -> float:
+    """One paho client, QoS 1, every payload to one topic; events/s first publish → last PUBACK."""
+    login = CredentialRegistry(settings).get(store_id)
+    topic = pos_topic(store_id, f"dev-{store_id}-1")
+    acked = 0
+    ready = threading.Event()
+    all_acked = threading.Event()
+
+    def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        ready.set()
+
+    def on_publish(client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        nonlocal acked
+        acked += 1
+        if acked >= len(payloads):
+            all_acked.set()
+
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv311,
+        clean_session=True,
+    )
+    client.username_pw_set(login.username, login.password)
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(0)
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    client.connect(settings.nats.host, settings.nats.mqtt_port, keepalive=30)
+    client.loop_start()
+    try:
+        if not ready.wait(15):
+            raise ServiceUnavailableError("paho client could not connect to the MQTT listener")
+        t0 = time.perf_counter()
+        for data in payloads:
+            info = client.publish(topic, data, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise ServiceUnavailableError(f"MQTT publish failed: rc={info.rc}")
+        if not all_acked.wait(120):
+            raise ServiceUnavailableError(f"only {acked} of {len(payloads)} PUBACKs in 120 s")
+        return len(payloads) / (time.perf_counter() - t0)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+# --- state memory ----------------------------------------------------------------------------------
+
+
+def _memory_figure(world: World, pattern: DemandPattern, wanted_keys: int) -> Figure:
+    skus = [str(s) for s in world.skus["sku"].to_pylist()]
+    n_stores = -(-wanted_keys // len(skus))
+    at = world.live_start + timedelta(hours=9)
+    messages: list[tuple[str, bytes]] = []
+    for i in range(n_stores):
+        store = f"M{i:06d}"
+        device = f"dev-{store}-1"
+        subject = pos_subject(store, device)
+        for j, sku in enumerate(skus):
+            reading = DeviceEvent(
+                device_id=device,
+                store_id=store,
+                seq=2 * j + 1,
+                event_time=at,
+                payload=StockReading(sku=sku, on_hand=24),
+            )
+            sale = DeviceEvent(
+                device_id=device,
+                store_id=store,
+                seq=2 * j + 2,
+                event_time=at + timedelta(seconds=j + 1),
+                payload=SaleScan(sku=sku, qty=1, price=16.0),
+            )
+            messages += [(subject, encode_event(reading)), (subject, encode_event(sale))]
+    keys = n_stores * len(skus)
+    engine = Engine(pattern, reference_from_world(world), DetectorTuning())
+
+    def feed() -> None:
+        for subject, data in messages:
+            engine.process(subject, data)
+
+    engine_bytes = _traced_growth(feed)
+    assert sum(1 for _ in engine.pairs()) == keys
+
+    holder: list[dict[tuple[str, str], tuple[float, float, float]]] = []
+
+    def plain() -> None:
+        d: dict[tuple[str, str], tuple[float, float, float]] = {}
+        for i in range(n_stores):
+            store = f"M{i:06d}"
+            for sku in skus:
+                d[(store, sku)] = (24.0, 1.0, float(i))
+        holder.append(d)
+
+    plain_bytes = _traced_growth(plain)
+    per = 100_000 / keys / 2**20
+    return Figure(
+        "state_memory_mb_per_100k_keys",
+        f"MiB (Engine state after a reading + a sale on {keys:,} store×SKU keys, tracemalloc)",
+        engine_bytes * per,
+        "plain_dict_of_tuples_mb_per_100k_keys",
+        plain_bytes * per,
+    )
+
+
+def _traced_growth(fn: Callable[[], None]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        fn()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+# --- world helpers ---------------------------------------------------------------------------------
+
+
+def _history(world: World) -> pa.Table:
+    """The world's hourly sell-out before the live day, in the pattern model's input contract."""
+    h = world.hourly
+    h = h.filter(pc.less(h["hour_start"], pa.scalar(world.history_end, h["hour_start"].type)))
+    ran_out = pc.or_(
+        pc.invert(pc.is_null(h["stockout_at"])), pc.equal(pc.add(h["on_hand_start"], h["delivered_units"]), 0)
+    )
+    table = pa.table(
+        {
+            "store_id": h["store_id"],
+            "sku": h["sku"],
+            "hour_start": h["hour_start"],
+            "units_sold": pc.cast(h["sold_units"], pa.float64()),
+            "out_of_stock": ran_out,
+        }
+    )
+    return table.join(world.stores.select(["store_id", "channel"]), "store_id")
