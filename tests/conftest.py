@@ -24,11 +24,9 @@ session's base temp dir is ``$TMPDIR/abasto-pytest-*`` instead of ``/tmp/pytest-
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,33 +37,14 @@ import psutil
 import pytest
 
 from abasto.services import down, nats_connect_options, up
+from abasto.services.isolated import isolated_settings
 from abasto.services.nats import nats_server_binary
 from abasto.services.pg_tools import pg_bin_dir
 from abasto.services.process import terminate
-from abasto.settings import Settings, load_settings
+from abasto.settings import Settings
 
 SettingsFactory = Callable[..., Settings]
 _OWN_BASETEMP = pytest.StashKey[Path]()
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that are free on 127.0.0.1 right now."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
-def isolated_settings(home: Path, /, **overrides: Any) -> Settings:
-    """Settings with ``home`` and fresh free ports; external URLs from the environment are ignored."""
-    nats_port, mqtt_port, monitor_port, pg_port = free_ports(4)
-    nats = {"url": None, "port": nats_port, "mqtt_port": mqtt_port, "monitor_port": monitor_port}
-    postgres = {"url": None, "port": pg_port}
-    nats.update(overrides.pop("nats", {}))
-    postgres.update(overrides.pop("postgres", {}))
-    home = overrides.pop("home", home)
-    return load_settings(home=home, nats=nats, postgres=postgres, **overrides)
 
 
 # --- session hygiene -------------------------------------------------------------------------

@@ -10,22 +10,13 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from abasto.services import down, up
-from abasto.settings import Settings, load_settings
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
+from abasto.services.isolated import isolated_settings
+from abasto.settings import Settings
 
 
 @contextlib.contextmanager
@@ -36,16 +27,6 @@ def bench_home(prefix: str) -> Iterator[Path]:
         yield home
     finally:
         shutil.rmtree(home, ignore_errors=True)
-
-
-def isolated_settings(home: Path) -> Settings:
-    """Settings under ``home`` with free ports; external service URLs from the environment ignored."""
-    nats_port, mqtt_port, monitor_port, pg_port = free_ports(4)
-    return load_settings(
-        home=home,
-        nats={"url": None, "port": nats_port, "mqtt_port": mqtt_port, "monitor_port": monitor_port},
-        postgres={"url": None, "port": pg_port},
-    )
 
 
 @contextlib.contextmanager

@@ -38,13 +38,14 @@ from pyiceberg.catalog import Catalog
 
 from abasto.analytics.duckdb_env import connect as duckdb_connect
 from abasto.analytics.sql import SqlEngine
-from abasto.benchmarks._services import bench_home, embedded, isolated_settings, percentile
+from abasto.benchmarks._services import bench_home, embedded, percentile
 from abasto.benchmarks.harness import Figure
 from abasto.catalog import TableMetadata, ensure_table, open_catalog
 from abasto.cdc import CdcPipeline
 from abasto.lake import TableSpec, curate_table
 from abasto.lake.raw_writer import write_full_load
 from abasto.lake.tables import SALES_TABLES
+from abasto.services.isolated import isolated_settings
 from abasto.settings import Settings, WorldSettings
 from abasto.sources.sales_db import load_world
 from abasto.world import generate

