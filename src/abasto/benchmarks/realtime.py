@@ -36,8 +36,6 @@ from typing import Any
 
 import nats
 import paho.mqtt.client as mqtt
-import pyarrow as pa
-import pyarrow.compute as pc
 from paho.mqtt.enums import CallbackAPIVersion
 
 from abasto.benchmarks._services import embedded, percentile
@@ -65,6 +63,7 @@ from abasto.stream.jetstream import JetStreamEventStream
 from abasto.stream.port import EventStream, OutgoingMessage, StreamSpec
 from abasto.stream.topology import POS_STREAM, abasto_streams, pos_subject, pos_topic
 from abasto.world import World, generate
+from abasto.world.views import sellout_history
 
 PACE_EVENTS_PER_S = 5_000
 #: fetch batch of the latency runs (processor and plain consumer alike): 10 ms of events at the pace
@@ -100,7 +99,7 @@ FULL = _Plan(
 def run(*, quick: bool = False) -> list[Figure]:
     plan = QUICK if quick else FULL
     world = generate(WorldSettings(seed=42, stores=plan.stores, skus=20, history_days=28))
-    pattern = fit_pattern(_history(world), timezone=world.timezone).with_version("bench")
+    pattern = fit_pattern(sellout_history(world), timezone=world.timezone).with_version("bench")
     events = expand_day(
         hourly=world.hourly,
         stores=world.stores,
@@ -466,25 +465,3 @@ def _traced_growth(fn: Callable[[], None]) -> int:
         return tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-
-
-# --- world helpers ---------------------------------------------------------------------------------
-
-
-def _history(world: World) -> pa.Table:
-    """The world's hourly sell-out before the live day, in the pattern model's input contract."""
-    h = world.hourly
-    h = h.filter(pc.less(h["hour_start"], pa.scalar(world.history_end, h["hour_start"].type)))
-    ran_out = pc.or_(
-        pc.invert(pc.is_null(h["stockout_at"])), pc.equal(pc.add(h["on_hand_start"], h["delivered_units"]), 0)
-    )
-    table = pa.table(
-        {
-            "store_id": h["store_id"],
-            "sku": h["sku"],
-            "hour_start": h["hour_start"],
-            "units_sold": pc.cast(h["sold_units"], pa.float64()),
-            "out_of_stock": ran_out,
-        }
-    )
-    return table.join(world.stores.select(["store_id", "channel"]), "store_id")
