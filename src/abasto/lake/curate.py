@@ -33,8 +33,16 @@ from pyiceberg.table import Table
 from abasto.catalog import covering_filter, ensure_table, load_table, open_catalog, parse_partition
 from abasto.catalog.arrow_types import normalize_schema, normalize_table
 from abasto.errors import ConfigError, InvalidInputError, TransientError
+from abasto.lake.append import append_rows
 from abasto.lake.ledger import SEQ_ALL, Ledger, batch_summary
-from abasto.lake.merge import after_last_truncate, apply_latest, latest_per_key, replace_all, sorted_rows
+from abasto.lake.merge import (
+    after_last_truncate,
+    apply_latest,
+    insert_latest,
+    latest_sorted,
+    replace_all,
+    sorted_rows,
+)
 from abasto.lake.raw_files import CDC_COLUMNS, FILE_INDEX, RawFile, discover_raw_files, read_changes
 from abasto.lake.tables import ALL_TABLES, TableSpec, get_spec
 from abasto.settings import Settings, load_settings
@@ -142,9 +150,10 @@ def _plan_batch(changes: pa.Table, batch: list[RawFile], ledger: Ledger) -> tupl
             pc.is_in(changes[FILE_INDEX], pa.array(loads, pa.int32())),
             pc.and_(pc.is_in(changes[FILE_INDEX], pa.array(cdc, pa.int32())), later),
         )
-        changes = changes.filter(keep)
-        fresh = changes.filter(pc.is_in(changes[FILE_INDEX], pa.array(cdc, pa.int32())))
-        if fresh.num_rows:
+        if not pc.all(keep).as_py():  # a full load keeps every record: no copy
+            changes = changes.filter(keep)
+        fresh = changes.filter(pc.is_in(changes[FILE_INDEX], pa.array(cdc, pa.int32()))) if cdc else None
+        if fresh is not None and fresh.num_rows:
             top = pc.max(fresh["_lsn"]).as_py()
             at_top = fresh.filter(pc.equal(fresh["_lsn"], top))
             position = max(position, (top, pc.max(at_top["_seq"]).as_py()))
@@ -163,7 +172,7 @@ def _commit_batch(
 ) -> tuple[int, int]:
     """One atomic commit: schema evolution, partition (or, if ``replace``, whole-table) overwrite
     and the advanced ledger."""
-    latest = latest_per_key(changes, spec.keys)
+    latest = latest_sorted(changes, spec.keys)
     data_schema = _data_schema(changes.schema, spec.keys)
     try:
         with table.transaction() as tx:
@@ -174,16 +183,20 @@ def _commit_batch(
             if replace:
                 row_filter: BooleanExpression = AlwaysTrue()
                 current = table.scan().to_arrow()
-                outcome = replace_all(current, latest, spec.keys, target)
             else:
                 row_filter = _affected_partitions(table, spec, latest)
                 current = (
                     table.scan(row_filter=row_filter).to_arrow() if latest.num_rows else target.empty_table()
                 )
+            if current.num_rows == 0:  # nothing to merge with (a first load, new partitions)
+                outcome = insert_latest(latest, spec.keys, target)
+            elif replace:
+                outcome = replace_all(current, latest, spec.keys, target)
+            else:
                 outcome = apply_latest(current, latest, spec.keys, target)
             summary = batch_summary(batch)
             if current.num_rows == 0 and outcome.table.num_rows:  # nothing to replace there
-                tx.append(outcome.table, snapshot_properties=summary)
+                append_rows(tx, table.io, outcome.table, summary)
             elif not outcome.table.equals(sorted_rows(current, spec.keys, target)):
                 tx.overwrite(outcome.table, overwrite_filter=row_filter, snapshot_properties=summary)
             tx.set_properties(ledger.as_properties())
