@@ -13,6 +13,7 @@ from realtime_doubles import TZ_NAME, local
 
 from abasto.realtime.calendar import ReplenishmentCalendar, StoreSchedule
 from abasto.realtime.dedup import SeqDeduper
+from abasto.realtime.demand import ExpectedDemand
 from abasto.realtime.reference import ReferenceData, StoreInfo
 from abasto.realtime.risk import (
     exhaustion_time,
@@ -175,3 +176,60 @@ def test_reference_data_from_world_shaped_tables() -> None:
     )
     assert as_pandas.stores == ref.stores and as_pandas.units_per_case == ref.units_per_case
     assert as_pandas.calendar.next_delivery("S1", local(14, 12)) == local(16, 8)
+
+
+# --- expected demand series ------------------------------------------------------------------------
+
+
+class _HourlyPattern:
+    """A pattern with an irregular rate per UTC hour (0 at night), to exercise the float sums."""
+
+    version = "t"
+
+    def rate(self, store_id: str, sku: str, at: datetime) -> float:
+        h = int(at.timestamp() // 3600)
+        return 0.0 if h % 24 < 6 else ((h * 7919) % 1000) / 317.0 + len(sku) / 3.0
+
+    def expected_units(self, store_id: str, sku: str, start: datetime, end: datetime) -> float:
+        raise NotImplementedError
+
+
+def _reference_units(pattern: _HourlyPattern, origin: float, a: float, b: float) -> float:
+    """The former list-based series: rates and running sums from ``origin``, two lookups."""
+    need = int((b - origin) // 3600) + 1
+    rates = [pattern.rate("S1", "A", datetime.fromtimestamp(origin + k * 3600.0, UTC)) for k in range(need)]
+    cum = [0.0]
+    for r in rates:
+        cum.append(cum[-1] + r)
+
+    def at(t: float) -> float:
+        x = (t - origin) / 3600.0
+        i = int(x)
+        return cum[i] + rates[i] * (x - i) if i < len(rates) else cum[i]
+
+    return max(0.0, at(b) - at(a))
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 20 * 24 * 3600), st.floats(0, 3 * 24 * 3600)), min_size=1, max_size=12)
+)
+def test_expected_demand_series_is_bit_identical_to_plain_running_sums(
+    windows: list[tuple[float, float]],
+) -> None:
+    pattern = _HourlyPattern()
+    demand = ExpectedDemand(pattern, TZ_NAME)
+    t0 = local(14, 12).timestamp()
+    demand.units_ts("S1", "A", t0, t0 + 1.0)  # the series starts a day before this
+    (_, _, origin) = demand.origins()[0]
+    for offset, length in windows:
+        a = t0 + offset
+        b = min(a + length, origin + 21 * 24 * 3600 - 1)
+        assert demand.units_ts("S1", "A", a, b) == _reference_units(pattern, origin, a, b)
+        assert demand.origins() == [("S1", "A", origin)]  # grown in place, never rebuilt
+    # restored from its origin, the series gives the same floats
+    again = ExpectedDemand(pattern, TZ_NAME)
+    again.restore_origins(demand.origins())
+    for offset, length in reversed(windows):
+        a = t0 + offset
+        b = min(a + length, origin + 21 * 24 * 3600 - 1)
+        assert again.units_ts("S1", "A", a, b) == demand.units_ts("S1", "A", a, b)

@@ -71,6 +71,21 @@ def test_restored_engine_continues_exactly_like_the_uninterrupted_one() -> None:
     assert roundtrip(engine.snapshot()) == roundtrip(whole.snapshot())
 
 
+def test_skipping_calm_pairs_changes_no_output() -> None:
+    """The detector's shortcut for unchanged pairs (and the compact demand series) are exact: the
+    same alerts, counters and state as an engine that computes every evaluation in full."""
+    day = live_day(30)
+    msgs = messages(day)
+    fast, full = day.engine(), day.engine()
+    full._detector._monotone = False  # never memoises a calm pair
+    assert [o for s, d in msgs for o in fast.process(s, d)] == [
+        o for s, d in msgs for o in full.process(s, d)
+    ]
+    assert fast.metrics.as_dict() == full.metrics.as_dict()
+    assert encode_snapshot(fast.snapshot()) == encode_snapshot(full.snapshot())
+    assert any(st.calm_now is not None for st in fast.pairs())
+
+
 def test_checkpoint_file_is_replaced_atomically_and_checked(tmp_path: Path) -> None:
     day = live_day(30)
     engine = day.engine()

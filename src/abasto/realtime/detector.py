@@ -38,6 +38,10 @@ PROJECTED: Final = "projected_stockout"
 STOPPED: Final = "sales_stopped"
 
 
+#: (next delivery, end of the window to cover until it, end of the cycle after it)
+_Upcoming = tuple[datetime | None, datetime, datetime]
+
+
 @dataclass(frozen=True, slots=True)
 class _ModelCall:
     at: datetime
@@ -69,6 +73,13 @@ class Detector:
         #: which horizon; its verdict was "below the threshold" (or the pair would have alerted)
         self._last_model_call: dict[tuple[str, str], _ModelCall] = {}
         self._model_spacing = timedelta(minutes=tuning.model_call_spacing_min)
+        self._grace = timedelta(hours=tuning.delivery_grace_h)
+        self._fallback = timedelta(hours=tuning.fallback_cycle_h)
+        #: per store: the last _upcoming answer, for (now, last delivery received); a store's
+        #: pairs are evaluated in a row at the same instant on every watermark hour
+        self._upcoming_memo: dict[str, tuple[datetime, datetime | None, _Upcoming]] = {}
+        #: the Markov bound of a pair whose state is unchanged falls with time (see _still_calm)
+        self._monotone = tuning.velocity_prior_units > 0
         self.evaluations = 0
 
     @property
@@ -87,8 +98,8 @@ class Detector:
             alert = self._stopped(st, now)
             if alert is not None:
                 out.append(alert)
-        for a in out:
-            st.alerted.add(a.kind)
+        if out:
+            st.alerted = st.alerted.union(a.kind for a in out)
         return out
 
     # --- projected stockout ----------------------------------------------------------------------
@@ -98,11 +109,17 @@ class Detector:
         self.evaluations += 1
         t = self._tuning
         next_delivery, horizon, cycle_end = self._upcoming(st.store_id, now)
-        ratio = self._ratio(st, now)
-        expected = ratio * self._demand.units(st.store_id, st.sku, now, horizon)
+        now_ts = now.timestamp()
+        if self._still_calm(st, now, now_ts, horizon):
+            return None
+        ratio = self._ratio(st, now_ts)
+        expected = ratio * self._demand.units_ts(st.store_id, st.sku, now_ts, horizon.timestamp())
         # running out: demand reaches the units on hand; with none left, any demand is a lost sale
         units = max(st.on_hand, 1.0)
         if markov_bound(expected, units) < t.risk_threshold:
+            if self._monotone:
+                st.calm_now, st.calm_horizon = now, horizon
+                st.calm_series = self._demand.series(st.store_id, st.sku)
             return None  # no distribution of demand with this mean reaches the threshold
         risk = self._risk(st, now, horizon, expected=expected, ratio=ratio, units=units)
         if risk < t.risk_threshold:
@@ -126,27 +143,52 @@ class Detector:
             suggested=suggested,
         )
 
-    def _upcoming(self, store_id: str, now: datetime) -> tuple[datetime | None, datetime, datetime]:
+    def _still_calm(self, st: PairState, now: datetime, now_ts: float, horizon: datetime) -> bool:
+        """Whether the Markov bound is known to stay below the threshold, without computing it.
+
+        It was below at ``calm_now``; since then the pair's stock and today's counters did not
+        change (PairState forgets ``calm_now`` when they do), the window ends at the same horizon
+        and the expected-demand series is the same (same origin: the same floats). Then a later
+        ``now`` gives a velocity ratio no higher (expected-so-far only grew, with prior units > 0)
+        times expected units until the horizon no higher, in floating point too (the cumulative
+        series is non-decreasing and rounding is monotone): the bound cannot have risen. Asking
+        the series must not rebuild it either (the skipped calls would have), hence ``covers``.
+        """
+        calm = st.calm_now
+        if calm is None or now < calm or horizon != st.calm_horizon:
+            return False
+        demand = self._demand
+        if demand.series(st.store_id, st.sku) is not st.calm_series:
+            return False
+        since = st.counting_since
+        start = now_ts if since is None else min(since.timestamp(), now_ts)
+        return demand.covers(st.store_id, st.sku, start, max(now_ts, horizon.timestamp()))
+
+    def _upcoming(self, store_id: str, now: datetime) -> _Upcoming:
         """(next delivery, end of the window to cover until it, end of the cycle after it).
 
         A scheduled delivery up to ``delivery_grace_h`` in the past that has not shown up yet (no
         DeliveryReceipt at the store since) is still coming: trucks run late. It is assumed to
         arrive within the hour.
         """
-        t = self._tuning
-        grace = timedelta(hours=t.delivery_grace_h)
-        fallback = timedelta(hours=t.fallback_cycle_h)
         delivered = self._store_deliveries.get(store_id)
+        memo = self._upcoming_memo.get(store_id)
+        if memo is not None and memo[0] == now and memo[0].tzinfo is now.tzinfo and memo[1] == delivered:
+            return memo[2]
+        grace, fallback = self._grace, self._fallback
         pending = [
             d
             for d in self._ref.calendar.deliveries_after(store_id, now - grace, 3)
             if delivered is None or delivered < d - grace
         ]
+        result: _Upcoming
         if not pending:
-            return None, now + fallback, now + 2 * fallback
-        nxt = max(pending[0], min(now + _HOUR, pending[0] + grace))
-        cycle_end = pending[1] if len(pending) > 1 else nxt + fallback
-        return nxt, nxt, cycle_end
+            result = None, now + fallback, now + 2 * fallback
+        else:
+            nxt = max(pending[0], min(now + _HOUR, pending[0] + grace))
+            result = nxt, nxt, pending[1] if len(pending) > 1 else nxt + fallback
+        self._upcoming_memo[store_id] = (now, delivered, result)
+        return result
 
     def _rates(self, st: PairState, now: datetime, horizon: datetime, ratio: float) -> tuple[float, float]:
         """(expected, observed) units per hour, for the explanation.
@@ -162,10 +204,12 @@ class Detector:
         ahead = self._demand.units(st.store_id, st.sku, now, horizon) / hours if hours > 0 else 0.0
         return ahead, ahead * ratio
 
-    def _ratio(self, st: PairState, now: datetime) -> float:
+    def _ratio(self, st: PairState, now_ts: float) -> float:
         t = self._tuning
         since = st.counting_since
-        expected_so_far = self._demand.units(st.store_id, st.sku, since, now) if since is not None else 0.0
+        expected_so_far = (
+            0.0 if since is None else self._demand.units_ts(st.store_id, st.sku, since.timestamp(), now_ts)
+        )
         return velocity_ratio(
             float(st.sales_today),
             expected_so_far,

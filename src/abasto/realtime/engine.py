@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from abasto.contracts.alerts import Alert
@@ -46,6 +46,8 @@ class DeadLetter:
 
 Output = Alert | DeadLetter
 
+_PAIR_EVENTS = (SaleScan, StockReading, DeliveryReceipt)
+
 
 class Engine:
     def __init__(
@@ -66,10 +68,15 @@ class Engine:
         self._dedup = SeqDeduper(self.tuning.dedup_window)
         self._lateness = timedelta(seconds=self.tuning.allowed_lateness_s)
         self._clocks: dict[str, Watermark] = {}
-        self._store_pairs: dict[str, list[PairState]] = {}
         self._clock = clock
-        self._pairs: dict[tuple[str, str], PairState] = {}
+        #: store → sku → state, in creation order (a store's pairs are evaluated in this order)
+        self._pairs: dict[str, dict[str, PairState]] = {}
         self._demand = self._detector.demand
+        #: one string object per store/SKU name, whatever the number of events that spelled it
+        self._names: dict[str, str] = {}
+        #: the local day of the last instant asked: [start, end) in UTC, date, local midnight
+        self._day: tuple[datetime, datetime, date, datetime] | None = None
+        self._day_episodes: dict[date, str] = {}
 
     # --- inspection ------------------------------------------------------------------------------
     def watermark(self, store_id: str) -> datetime | None:
@@ -78,10 +85,12 @@ class Engine:
         return None if clock is None else clock.current
 
     def pair(self, store_id: str, sku: str) -> PairState | None:
-        return self._pairs.get((store_id, sku))
+        per = self._pairs.get(store_id)
+        return None if per is None else per.get(sku)
 
     def pairs(self) -> Iterator[PairState]:
-        return iter(self._pairs.values())
+        for per in self._pairs.values():
+            yield from per.values()
 
     # --- checkpoint ------------------------------------------------------------------------------
     def snapshot(self) -> EngineSnapshot:
@@ -102,7 +111,7 @@ class Engine:
                 st.episode,
                 sorted(st.alerted),
             )
-            for st in self._pairs.values()
+            for st in self.pairs()
         ]
         return EngineSnapshot(
             version=SNAPSHOT_VERSION,
@@ -121,13 +130,13 @@ class Engine:
         if snap.version != SNAPSHOT_VERSION:
             raise ValueError(f"engine snapshot version {snap.version}, expected {SNAPSHOT_VERSION}")
         self._pairs.clear()
-        self._store_pairs.clear()
+        self._day = None
         for p in snap.pairs:
             velocity = EwmaRate(self.tuning.velocity_half_life_h)
             velocity.restore(p.velocity_mass, p.velocity_at)
             st = PairState(
-                store_id=p.store_id,
-                sku=p.sku,
+                store_id=self._name(p.store_id),
+                sku=self._name(p.sku),
                 first_seen_at=p.first_seen_at,
                 velocity=velocity,
                 on_hand=p.on_hand,
@@ -138,10 +147,9 @@ class Engine:
                 counting_since=None if p.counting_since is None else p.counting_since.astimezone(self._tz),
                 sales_today=p.sales_today,
                 episode=p.episode,
-                alerted=set(p.alerted),
+                alerted=frozenset(p.alerted),
             )
-            self._pairs[(st.store_id, st.sku)] = st
-            self._store_pairs.setdefault(st.store_id, []).append(st)
+            self._pairs.setdefault(st.store_id, {})[st.sku] = st
         self._dedup.restore(snap.dedup)
         self._clocks.clear()
         for store, newest, last_hour in snap.watermarks:
@@ -185,8 +193,10 @@ class Engine:
         except Exception as exc:
             log.exception("processing %s failed", event.msg_id)
             return [self._reject(subject, data, "processing_error", repr(exc))]
-        self.metrics.alerts.update(a.kind for a in out)
-        return list(out)
+        if out:
+            self.metrics.alerts.update(a.kind for a in out)
+            return list(out)
+        return []
 
     def _reject(self, subject: str, data: bytes, reason: str, detail: str) -> DeadLetter:
         self.metrics.rejected[reason] += 1
@@ -205,10 +215,10 @@ class Engine:
             m.late += 1
         clock.observe(at)
         out: list[Alert] = []
-        if isinstance(payload, SaleScan | StockReading | DeliveryReceipt):
+        if isinstance(payload, _PAIR_EVENTS):
             st = self._state(event.store_id, payload.sku, at)
-            local_day = at.astimezone(self._tz).date()
-            st.touch(at, local_day, self._tz)
+            local_day, midnight = self._local_day(at)
+            st.touch(at, local_day, midnight)
             if isinstance(payload, SaleScan):
                 st.sale(at, payload.qty, local_day)
             elif isinstance(payload, DeliveryReceipt):
@@ -226,23 +236,47 @@ class Engine:
         return out
 
     def _state(self, store_id: str, sku: str, at: datetime) -> PairState:
-        key = (store_id, sku)
-        st = self._pairs.get(key)
+        per = self._pairs.get(store_id)
+        if per is None:
+            store_id = self._name(store_id)
+            per = self._pairs[store_id] = {}
+        st = per.get(sku)
         if st is None:
-            st = self._pairs[key] = PairState(
-                store_id=store_id,
+            local_day = self._local_day(at)[0]
+            episode = self._day_episodes.get(local_day)
+            if episode is None:
+                episode = self._day_episodes[local_day] = f"d{local_day.isoformat()}"
+            sku = self._name(sku)
+            st = per[sku] = PairState(
+                store_id=self._name(store_id),
                 sku=sku,
                 first_seen_at=at,
                 velocity=EwmaRate(self.tuning.velocity_half_life_h),
-                episode=f"d{at.astimezone(self._tz).date().isoformat()}",
+                episode=episode,
             )
-            self._store_pairs.setdefault(store_id, []).append(st)
         return st
+
+    def _name(self, name: str) -> str:
+        return self._names.setdefault(name, name)
+
+    def _local_day(self, at: datetime) -> tuple[date, datetime]:
+        """(local date of ``at``, its local midnight): one time zone conversion per local day."""
+        day = self._day
+        if day is None or not day[0] <= at < day[1]:
+            local = at.astimezone(self._tz).date()
+            midnight = datetime(local.year, local.month, local.day, tzinfo=self._tz)
+            nxt = local + timedelta(days=1)
+            end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=self._tz)
+            day = self._day = (midnight.astimezone(UTC), end.astimezone(UTC), local, midnight)
+        return day[2], day[3]
 
     def evaluate_store(self, store_id: str, at: datetime) -> list[Alert]:
         """Evaluate every pair of a store as of ``at`` (or the pair's own newer event time)."""
         out: list[Alert] = []
-        for st in self._store_pairs.get(store_id, ()):
+        per = self._pairs.get(store_id)
+        if per is None:
+            return out
+        for st in per.values():
             now = at if st.last_event_at is None or st.last_event_at < at else st.last_event_at
             out += self._detector.evaluate(st, now)
         return out

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from abasto.realtime.velocity import EwmaRate
 
@@ -25,20 +24,29 @@ class PairState:
     counting_since: datetime | None = None
     sales_today: int = 0
     #: marker of the current episode (reset by replenishment); alert kinds already raised in it
+    #: (a frozenset: the empty one is shared, a set would cost 216 bytes a pair)
     episode: str = ""
-    alerted: set[str] = field(default_factory=set)
+    alerted: frozenset[str] = frozenset()
+    #: detector memo (not state: rebuilt by evaluating): at ``calm_now``, with the window ending at
+    #: ``calm_horizon`` and this expected-demand series, no stockout was in reach; cleared by any
+    #: change of stock or of today's counters
+    calm_now: datetime | None = None
+    calm_horizon: datetime | None = None
+    calm_series: object | None = None
 
-    def touch(self, at: datetime, local_day: date, tz: ZoneInfo) -> None:
-        """Advance the clock of the pair; roll today's counters at local midnight."""
+    def touch(self, at: datetime, local_day: date, midnight: datetime) -> None:
+        """Advance the clock of the pair; roll today's counters at local midnight (``midnight``:
+        the start of ``local_day``, shared by the pairs)."""
         if self.day is None or local_day > self.day:
             self.day = local_day
-            midnight = datetime(local_day.year, local_day.month, local_day.day, tzinfo=tz)
             self.counting_since = max(midnight, self.first_seen_at)
             self.sales_today = 0
+            self.calm_now = None
         if self.last_event_at is None or at > self.last_event_at:
             self.last_event_at = at
 
     def sale(self, at: datetime, qty: int, local_day: date) -> None:
+        self.calm_now = None
         if self.on_hand is not None:
             # more sold than estimated: the estimate was low (uncounted stock), not negative stock
             self.on_hand = max(0.0, self.on_hand - qty)
@@ -49,12 +57,14 @@ class PairState:
             self.last_sale_at = at
 
     def delivery(self, at: datetime, qty: int) -> None:
+        self.calm_now = None
         if self.on_hand is not None:
             self.on_hand += qty
         self.new_episode(at)
 
     def reading(self, at: datetime, on_hand: int, tolerance: float) -> None:
         """A counted/sensed stock level replaces the estimate; a rise above it is a replenishment."""
+        self.calm_now = None
         if self.on_hand is not None and on_hand > self.on_hand + tolerance:
             self.new_episode(at)
         self.on_hand = float(on_hand)
@@ -62,4 +72,4 @@ class PairState:
 
     def new_episode(self, at: datetime) -> None:
         self.episode = f"r{at.isoformat()}"
-        self.alerted.clear()
+        self.alerted = frozenset()
