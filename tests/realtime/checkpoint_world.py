@@ -6,8 +6,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from abasto.contracts.alerts import Alert, decode_alert, encode_alert
@@ -19,25 +17,9 @@ from abasto.realtime.engine import Engine
 from abasto.settings import Settings, WorldSettings
 from abasto.stream.port import EventStream, StreamMessage
 from abasto.world import World, generate
+from abasto.world.views import sellout_history
 
-
-def history(world: World) -> pa.Table:
-    """The world's hourly sell-out before the live day, in the pattern model's input contract."""
-    h = world.hourly
-    h = h.filter(pc.less(h["hour_start"], pa.scalar(world.history_end, h["hour_start"].type)))
-    ran_out = pc.or_(
-        pc.invert(pc.is_null(h["stockout_at"])), pc.equal(pc.add(h["on_hand_start"], h["delivered_units"]), 0)
-    )
-    table = pa.table(
-        {
-            "store_id": h["store_id"],
-            "sku": h["sku"],
-            "hour_start": h["hour_start"],
-            "units_sold": pc.cast(h["sold_units"], pa.float64()),
-            "out_of_stock": ran_out,
-        }
-    )
-    return table.join(world.stores.select(["store_id", "channel"]), "store_id")
+history = sellout_history  # the bottler's observable sell-out before the live day
 
 
 @dataclass(frozen=True)

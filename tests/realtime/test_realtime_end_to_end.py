@@ -8,8 +8,6 @@ import uuid
 from datetime import timedelta
 
 import paho.mqtt.publish as mqtt_publish
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 from abasto.contracts.alerts import Alert, decode_alert
@@ -26,27 +24,12 @@ from abasto.stream.jetstream import JetStreamEventStream
 from abasto.stream.port import StreamMessage
 from abasto.stream.topology import REASON_HEADER, abasto_streams
 from abasto.world import World, generate
+from abasto.world.views import sellout_history
 
 pytestmark = pytest.mark.services
 
 
-def history(world: World) -> pa.Table:
-    """The world's hourly sell-out before the live day, in the pattern model's input contract."""
-    h = world.hourly
-    h = h.filter(pc.less(h["hour_start"], pa.scalar(world.history_end, h["hour_start"].type)))
-    ran_out = pc.or_(
-        pc.invert(pc.is_null(h["stockout_at"])), pc.equal(pc.add(h["on_hand_start"], h["delivered_units"]), 0)
-    )
-    table = pa.table(
-        {
-            "store_id": h["store_id"],
-            "sku": h["sku"],
-            "hour_start": h["hour_start"],
-            "units_sold": pc.cast(h["sold_units"], pa.float64()),
-            "out_of_stock": ran_out,
-        }
-    )
-    return table.join(world.stores.select(["store_id", "channel"]), "store_id")
+history = sellout_history  # the bottler's observable sell-out before the live day
 
 
 def spoof(event: DeviceEvent, claimed_store: str) -> DeviceEvent:
