@@ -73,17 +73,19 @@ def load_world_command(
     from abasto.sources.behavior import load_visit_analyses  # noqa: PLC0415
     from abasto.sources.sales_db import load_world  # noqa: PLC0415
     from abasto.world import World  # noqa: PLC0415
+    from abasto.world.views import history_tables  # noqa: PLC0415
 
     platform = Platform(load_settings())
     console = Console()
     world = World.load(world_dir or platform.settings.world_dir)
     console.print(f"loading history before {world.history_end.isoformat()} into the sales database")
+    history = history_tables(world)
     result = load_world(
-        platform.sales_dsn, world.tables, until=world.history_end, on_progress=_progress_printer(console)
+        platform.sales_dsn, history, until=world.history_end, on_progress=_progress_printer(console)
     )
     console.print(_result_table("sales database", result))
     with platform.document_store() as store:
-        docs = load_visit_analyses(store, world.tables["visit_analyses"])
+        docs = load_visit_analyses(store, history["visit_analyses"])
     console.print(f"behaviour store: {docs:,} visit analyses")
 
 

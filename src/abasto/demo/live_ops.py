@@ -1,7 +1,7 @@
 """The sales database as it stood when the live day began, and the live day's transactions.
 
 The world knows everything up to its horizon; the bottler's database only knows what had
-happened. :func:`history_tables` cuts the world's operational tables at ``history_end``;
+happened (:func:`abasto.world.views.history_tables` cuts the world at ``history_end``);
 :func:`record_live_day` then applies, transaction by transaction in time order, what the live
 day adds (deliveries made, orders taken, reps' visits) — ordinary inserts and updates that change
 capture has to carry into the lake.
@@ -19,8 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from abasto.sources.behavior import DocumentStore
-
-_PENDING = "pending"
+from abasto.world.views import PENDING, before
 
 
 @dataclass(frozen=True)
@@ -30,47 +29,6 @@ class LiveOps:
     order_lines: int
     documents: int
     transactions: int
-
-
-def _before(table: pa.Table, column: str, instant: datetime) -> pa.Array:
-    return pc.less(table.column(column), pa.scalar(instant, table.schema.field(column).type))
-
-
-def history_tables(world: Any) -> dict[str, pa.Table]:
-    """The world's tables as the sales DB knew them at ``world.history_end``."""
-    end: datetime = world.history_end
-    tables = {name: world.table(name) for name in world.tables}
-    orders = world.orders.filter(_before(world.orders, "ordered_at", end))
-    delivered_later = pc.greater_equal(orders.column("delivery_date"), pa.scalar(world.live_day))
-    orders = orders.set_column(
-        orders.schema.get_field_index("status"),
-        "status",
-        pc.if_else(delivered_later, pa.scalar(_PENDING), orders.column("status")),
-    )
-    known = set(orders.column("order_id").to_pylist())
-    pending = set(orders.filter(delivered_later).column("order_id").to_pylist())
-    lines = world.order_lines.filter(pc.is_in(world.order_lines.column("order_id"), pa.array(sorted(known))))
-    in_pending = pc.is_in(lines.column("order_id"), pa.array(sorted(pending), pa.string()))
-    qty = lines.column("qty_delivered")
-    lines = lines.set_column(
-        lines.schema.get_field_index("qty_delivered"),
-        "qty_delivered",
-        pc.if_else(in_pending, pa.nulls(len(lines), qty.type), qty),
-    )
-    reasons = "shortfall_reason"
-    if reasons in lines.column_names:
-        col = lines.column(reasons)
-        lines = lines.set_column(
-            lines.schema.get_field_index(reasons),
-            reasons,
-            pc.if_else(in_pending, pa.nulls(len(lines), col.type), col),
-        )
-    tables["orders"] = orders
-    tables["order_lines"] = lines
-    tables["deliveries"] = world.deliveries.filter(_before(world.deliveries, "delivered_at", end))
-    va = world.visit_analyses
-    tables["visit_analyses"] = va.filter(_before(va, "visited_at", end))
-    return tables
 
 
 def record_live_day(dsn: str, world: Any, documents: DocumentStore) -> LiveOps:
@@ -123,7 +81,7 @@ def record_live_day(dsn: str, world: Any, documents: DocumentStore) -> LiveOps:
                             row["rep_id"],
                             row["order_date"],
                             row["delivery_date"],
-                            _PENDING,
+                            PENDING,
                             row["ordered_at"],
                         ),
                     )
@@ -145,7 +103,7 @@ def record_live_day(dsn: str, world: Any, documents: DocumentStore) -> LiveOps:
     todays = va.filter(
         pc.and_(
             pc.greater_equal(va.column("visited_at"), pa.scalar(start, va.schema.field("visited_at").type)),
-            _before(va, "visited_at", end),
+            before(va, "visited_at", end),
         )
     )
     n_docs = 0

@@ -25,7 +25,7 @@ from abasto import services
 from abasto.analytics import SqlEngine
 from abasto.bootstrap import Platform
 from abasto.contracts.alerts import Alert, decode_alert
-from abasto.demo.live_ops import history_tables, record_live_day
+from abasto.demo.live_ops import record_live_day
 from abasto.demo.receiver import WebhookReceiver
 from abasto.demo.result import DemoResult
 from abasto.demo.score import Episode, Score, score_alerts
@@ -44,6 +44,7 @@ from abasto.sources.sales_db.load import load_world
 from abasto.stream import abasto_streams
 from abasto.stream.topology import ALERTS_STREAM, POS_STREAM
 from abasto.world import World, generate
+from abasto.world.views import history_tables
 
 TRAINER = "data_scientist"
 APPROVER = "planner"
