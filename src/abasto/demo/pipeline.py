@@ -283,9 +283,8 @@ def reset_demo_state(platform: Platform) -> None:
     catalog = Path(settings.catalog_uri.removeprefix("sqlite:///"))
     if settings.catalog_uri.startswith("sqlite:///") and catalog.exists():
         catalog.unlink()
-    for leftover in (settings.alerts_dir,):
-        if leftover.exists():
-            shutil.rmtree(leftover)
+    if settings.alerts_dir.exists():
+        shutil.rmtree(settings.alerts_dir)
 
     async def drop_streams() -> None:
         async with platform.event_stream() as stream:
@@ -306,7 +305,8 @@ def _reference_from_lake(sql: SqlEngine, tz_name: str) -> ReferenceData:
     )
 
 
-def _calendar_frame(world: World, tz_name: str) -> pd.DataFrame:
+def _calendar_frame(world: World) -> pd.DataFrame:
+    """The public calendar's day flags by local date."""
     cal = world.calendar.to_pandas()
     return pd.DataFrame(
         {
@@ -321,19 +321,18 @@ def _with_calendar(history: pa.Table, world: World, tz_name: str) -> pd.DataFram
     """Training rows with the public calendar's day flags (paydays, holidays) by local date."""
     frame = history.to_pandas()
     local = pd.to_datetime(frame["hour_start"], utc=True).dt.tz_convert(tz_name).dt.date
-    flags = _calendar_frame(world, tz_name).set_index("date")
+    flags = _calendar_frame(world).set_index("date")
     frame["is_holiday"] = local.map(flags["is_holiday"]).fillna(False).astype(bool)
     frame["is_payday"] = local.map(flags["is_payday"]).fillna(False).astype(bool)
     return frame
 
 
 def _future_calendar(world: World) -> dict[Any, list[str]]:
-    cal = _calendar_frame(world, world.timezone)
-    out: dict[Any, list[str]] = {}
-    for row in cal.itertuples():
-        flags = [name for name in ("is_holiday", "is_payday") if getattr(row, name)]
-        out[row.date] = flags
-    return out
+    """Day flags of every date of the world, for days the model has not seen (live day, horizon)."""
+    return {
+        row.date: [name for name in ("is_holiday", "is_payday") if getattr(row, name)]
+        for row in _calendar_frame(world).itertuples()
+    }
 
 
 def _episodes(world: World) -> list[Episode]:
