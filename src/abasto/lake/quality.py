@@ -1,0 +1,320 @@
+"""Data-quality rules checked on every curated write, and the quarantine table for rows that fail.
+
+A curate job builds the rows it is about to write, runs :func:`check_rows` with the table's
+:class:`Rule` list, writes only :attr:`QualityOutcome.passed`, and hands
+:attr:`QualityOutcome.failed` to :func:`quarantine_rows`, which appends them to
+``curated.quarantine`` (one row per failing row and rule that failed first: the table, the rule,
+a human-readable detail, the raw file and job run it came from, and the row itself as JSON). The
+job reports :attr:`QualityOutcome.report` (rows checked/passed, failures per rule, table-level
+findings such as freshness).
+
+Row rules return a boolean mask, ``True`` where a row fails; a row is quarantined under the first
+rule (in list order) that fails it, so counts per rule add up to the quarantined rows. Table-level
+checks (:func:`freshness`) never quarantine rows: they add a finding to the report.
+
+``curated.quarantine`` is an ordinary Iceberg table, queryable with ``abasto sql``; a row fixed at
+the source comes back through change capture like any other change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+
+from abasto.catalog import CURATED, TableMetadata, ensure_table
+
+__all__ = [
+    "QUARANTINE_SCHEMA",
+    "QUARANTINE_TABLE",
+    "SOURCE_FILE_COLUMN",
+    "QualityContext",
+    "QualityOutcome",
+    "QualityReport",
+    "Rule",
+    "TableCheck",
+    "bad_file_row",
+    "check_rows",
+    "freshness",
+    "known_values",
+    "non_negative",
+    "not_null",
+    "quarantine_rows",
+    "unique_keys",
+]
+
+QUARANTINE_TABLE: Final = f"{CURATED}.quarantine"
+
+_TS: Final = pa.timestamp("us", tz="UTC")
+
+#: columns of ``curated.quarantine``
+QUARANTINE_SCHEMA: Final = pa.schema(
+    [
+        pa.field("table_name", pa.string(), nullable=False),
+        pa.field("rule", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("source_file", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("row_json", pa.string(), nullable=False),
+        pa.field("quarantined_at", _TS, nullable=False),
+    ]
+)
+
+_QUARANTINE_META: Final = TableMetadata(
+    owner="data-platform",
+    description="Rows refused by data-quality rules on a curated write: table, rule, detail, origin, row",
+    classification="confidential",  # rows of any table, PII included
+    source="abasto.lake.quality",
+)
+
+#: column a checked table may carry to name the raw file of each row (dropped from passed rows)
+SOURCE_FILE_COLUMN: Final = "_source_file"
+
+
+@dataclass(frozen=True)
+class QualityContext:
+    """What rules may need beyond the rows: reference domains and the check's instant."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: named sets of known values (``"stores"``, ``"skus"``); a rule over a domain absent here passes
+    domains: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+Mask = Callable[[pa.Table, QualityContext], pa.Array | pa.ChunkedArray]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A row rule: ``fails(rows, ctx)`` is a boolean mask, ``True`` where a row breaks it."""
+
+    name: str
+    description: str
+    fails: Mask
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """A table-level check: returns a finding (text) or ``None`` when the batch is fine."""
+
+    name: str
+    description: str
+    check: Callable[[pa.Table, QualityContext], str | None]
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    table: str
+    rows_checked: int
+    rows_passed: int
+    failures: dict[str, int]
+    findings: dict[str, str]
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.rows_checked - self.rows_passed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "rows_checked": self.rows_checked,
+            "rows_passed": self.rows_passed,
+            "rows_quarantined": self.rows_quarantined,
+            "failures": dict(self.failures),
+            "findings": dict(self.findings),
+        }
+
+
+@dataclass(frozen=True)
+class QualityOutcome:
+    """``passed``: the rows to write (input columns, :data:`SOURCE_FILE_COLUMN` dropped);
+    ``failed``: rows in :data:`QUARANTINE_SCHEMA` shape, ready for :func:`quarantine_rows`."""
+
+    passed: pa.Table
+    failed: pa.Table
+    report: QualityReport
+
+
+def _column(rows: pa.Table, name: str) -> pa.ChunkedArray:
+    return rows[name]
+
+
+def not_null(*columns: str) -> Rule:
+    """Each of ``columns`` has a value (a column missing from the batch counts as null)."""
+
+    def fails(rows: pa.Table, ctx: QualityContext) -> pa.Array | pa.ChunkedArray:
+        mask = pa.array([False] * rows.num_rows)
+        for c in columns:
+            if c not in rows.column_names:
+                return pa.array([True] * rows.num_rows)
+            mask = pc.or_(mask, pc.is_null(_column(rows, c)))
+        return mask
+
+    return Rule(f"not_null:{','.join(columns)}", f"{', '.join(columns)} must not be null", fails)
+
+
+def non_negative(*columns: str) -> Rule:
+    """Each of ``columns`` present in the batch is ≥ 0 (nulls pass: :func:`not_null` covers them)."""
+
+    def fails(rows: pa.Table, ctx: QualityContext) -> pa.Array | pa.ChunkedArray:
+        mask = pa.array([False] * rows.num_rows)
+        for c in columns:
+            if c in rows.column_names:
+                mask = pc.or_(mask, pc.fill_null(pc.less(_column(rows, c), 0), False))
+        return mask
+
+    return Rule(f"non_negative:{','.join(columns)}", f"{', '.join(columns)} must be >= 0", fails)
+
+
+def known_values(column: str, domain: str) -> Rule:
+    """``column`` is in ``ctx.domains[domain]`` (rows with a null value, and batches checked
+    without that domain, pass)."""
+
+    def fails(rows: pa.Table, ctx: QualityContext) -> pa.Array | pa.ChunkedArray:
+        known = ctx.domains.get(domain)
+        if known is None or column not in rows.column_names:
+            return pa.array([False] * rows.num_rows)
+        values = _column(rows, column)
+        inside = pc.is_in(values, pa.array(sorted(known), values.type))
+        return pc.and_(pc.is_valid(values), pc.invert(inside))
+
+    return Rule(f"known:{column}", f"{column} must be a known {domain} value", fails)
+
+
+def unique_keys(keys: Sequence[str]) -> Rule:
+    """No two rows of the batch share ``keys``; every copy of a repeated key fails."""
+
+    def fails(rows: pa.Table, ctx: QualityContext) -> pa.Array | pa.ChunkedArray:
+        if rows.num_rows == 0:
+            return pa.array([], pa.bool_())
+        counts = rows.select(list(keys)).group_by(list(keys)).aggregate([([], "count_all")])
+        repeated = counts.filter(pc.greater(counts["count_all"], 1)).select(list(keys))
+        if repeated.num_rows == 0:
+            return pa.array([False] * rows.num_rows)
+        marked = repeated.append_column("_dup", pa.array([True] * repeated.num_rows))
+        indexed = rows.select(list(keys)).append_column("_i", pa.array(range(rows.num_rows), pa.int64()))
+        joined = indexed.join(marked, keys=list(keys), join_type="left outer").sort_by("_i")
+        return pc.fill_null(joined["_dup"], False)
+
+    return Rule(f"unique:{','.join(keys)}", f"({', '.join(keys)}) must be unique in the batch", fails)
+
+
+def freshness(column: str, max_age: timedelta) -> TableCheck:
+    """The newest ``column`` value of the batch is at most ``max_age`` old at ``ctx.now``."""
+
+    def check(rows: pa.Table, ctx: QualityContext) -> str | None:
+        if rows.num_rows == 0 or column not in rows.column_names:
+            return None
+        newest = pc.max(_column(rows, column)).as_py()
+        if newest is None:
+            return f"{column}: no value"
+        if isinstance(newest, datetime) and newest.tzinfo is None:
+            newest = newest.replace(tzinfo=UTC)
+        age = ctx.now - newest
+        if age > max_age:
+            return f"newest {column} {newest.isoformat()} is {age} old (limit {max_age})"
+        return None
+
+    return TableCheck(f"fresh:{column}", f"newest {column} within {max_age}", check)
+
+
+def check_rows(
+    table: str,
+    rows: pa.Table,
+    rules: Sequence[Rule],
+    *,
+    ctx: QualityContext | None = None,
+    checks: Sequence[TableCheck] = (),
+    run_id: str | None = None,
+) -> QualityOutcome:
+    """Split ``rows`` into rows to write and rows to quarantine under ``table``'s ``rules``.
+
+    ``rows`` may carry :data:`SOURCE_FILE_COLUMN` (the raw file of each row), copied to the
+    quarantine rows and dropped from the passed ones.
+    """
+    ctx = ctx or QualityContext()
+    n = rows.num_rows
+    assigned = pa.array([None] * n, pa.string())  # first failing rule per row
+    failures: dict[str, int] = {}
+    for rule in rules:
+        if n == 0:
+            break
+        mask = pc.fill_null(rule.fails(rows, ctx), False)
+        new = pc.and_(mask, pc.is_null(assigned))
+        count = pc.sum(new).as_py() or 0
+        if count:
+            failures[rule.name] = count
+            assigned = pc.if_else(new, pa.scalar(rule.name), assigned)
+    ok = pc.is_null(assigned)
+    data = rows.drop_columns([SOURCE_FILE_COLUMN]) if SOURCE_FILE_COLUMN in rows.column_names else rows
+    passed = data.filter(ok) if failures else data
+    failed = _quarantine_shape(table, rows, data, pc.invert(ok), assigned, rules, ctx, run_id)
+    findings = {c.name: f for c in checks if (f := c.check(passed, ctx)) is not None}
+    report = QualityReport(table, n, passed.num_rows, failures, findings)
+    return QualityOutcome(passed, failed, report)
+
+
+def _quarantine_shape(
+    table: str,
+    rows: pa.Table,
+    data: pa.Table,
+    bad: pa.Array | pa.ChunkedArray,
+    assigned: pa.Array | pa.ChunkedArray,
+    rules: Sequence[Rule],
+    ctx: QualityContext,
+    run_id: str | None,
+) -> pa.Table:
+    if not pc.any(bad).as_py():
+        return QUARANTINE_SCHEMA.empty_table()
+    described = {r.name: r.description for r in rules}
+    names = assigned.filter(bad).to_pylist()
+    images = data.filter(bad).to_pylist()
+    files = (
+        rows[SOURCE_FILE_COLUMN].filter(bad).to_pylist()
+        if SOURCE_FILE_COLUMN in rows.column_names
+        else [None] * len(names)
+    )
+    return pa.Table.from_pydict(
+        {
+            "table_name": [table] * len(names),
+            "rule": names,
+            "detail": [described[n] for n in names],
+            "source_file": files,
+            "run_id": [run_id] * len(names),
+            "row_json": [json.dumps(r, default=str, sort_keys=True) for r in images],
+            "quarantined_at": [ctx.now] * len(names),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def bad_file_row(table: str, source_file: str, reason: str, *, run_id: str | None, now: datetime) -> pa.Table:
+    """A quarantine row for a raw file that could not be read at all (corrupt, truncated, wrong
+    types): rule ``unreadable_file``, the reason as detail, an empty row image."""
+    return pa.Table.from_pydict(
+        {
+            "table_name": [table],
+            "rule": ["unreadable_file"],
+            "detail": [reason],
+            "source_file": [source_file],
+            "run_id": [run_id],
+            "row_json": ["{}"],
+            "quarantined_at": [now],
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def quarantine_rows(catalog: Catalog, failed: pa.Table) -> int:
+    """Append ``failed`` (in :data:`QUARANTINE_SCHEMA` shape) to ``curated.quarantine``; returns
+    the rows appended. Creates the table on first use."""
+    if failed.num_rows == 0:
+        return 0
+    table = ensure_table(catalog, QUARANTINE_TABLE, QUARANTINE_SCHEMA, keys=(), metadata=_QUARANTINE_META)
+    table.append(failed.cast(QUARANTINE_SCHEMA))
+    return int(failed.num_rows)
