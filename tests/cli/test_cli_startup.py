@@ -39,3 +39,28 @@ def test_help_lists_the_commands() -> None:
     listed = {line.strip(" │|").split(" ")[0] for line in proc.stdout.splitlines()}
     missing = [name for name in COMMANDS if name not in listed]
     assert not missing, f"missing from --help: {missing}\n{proc.stdout}"
+
+
+def test_every_command_renders_its_help() -> None:
+    """Walk the whole command tree in one interpreter: rich markup in a docstring or option help
+    (``[/NAME]``) breaks only that command's ``--help``, so each one is rendered."""
+    code = """
+import typer.main
+from typer.testing import CliRunner
+from abasto.cli.app import app
+import abasto.cli  # registers the commands
+root = typer.main.get_command(app)
+runner = CliRunner()
+bad = []
+def walk(cmd, path):
+    result = runner.invoke(app, [*path, "--help"], catch_exceptions=True)
+    if result.exit_code != 0:
+        bad.append((" ".join(path) or "abasto", repr(result.exception)))
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        walk(sub, [*path, name])
+walk(root, [])
+print(len(bad), bad)
+"""
+    proc = _python("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("0 "), proc.stdout

@@ -120,6 +120,13 @@ class SqlEngine:
                     self._create_view(travelled, self._views[travelled])
         return result
 
+    def interrupt(self) -> None:
+        """Abort the statement running now (call from another thread; it fails with "Interrupted").
+
+        Used by the HTTP API to enforce its per-query timeout; the connection stays usable.
+        """
+        self._con.interrupt()
+
     def views(self) -> dict[str, str]:
         """``zone.table`` → Iceberg metadata location of every view (refreshed from the catalog)."""
         with self._lock:

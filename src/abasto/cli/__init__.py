@@ -7,6 +7,7 @@ import sys
 from rich.console import Console
 
 # command modules register their commands on ``app`` when imported
+from abasto.cli import api as _api  # noqa: F401
 from abasto.cli import bench as _bench  # noqa: F401
 from abasto.cli import catalog as _catalog  # noqa: F401
 from abasto.cli import delivery as _delivery  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 from typing import TYPE_CHECKING, Annotated
@@ -34,8 +35,16 @@ def run_command(
         float, typer.Option(help="Cut a batch this many seconds after its first message.")
     ] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counters as JSON.")] = False,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: off).")
+    ] = 0,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics endpoint binds.")] = "127.0.0.1",
 ) -> None:
-    """Write device events from the POS stream into Parquet under <raw>/devices/pos_events."""
+    """Write device events from the POS stream into Parquet under <raw>/devices/pos_events.
+
+    With --metrics-port, the counters (abasto_delivery_messages_total, abasto_delivery_files_total…)
+    are served for Prometheus while the delivery runs.
+    """
     from abasto.delivery import DeliveryConfig  # noqa: PLC0415
 
     config = DeliveryConfig(
@@ -45,7 +54,8 @@ def run_command(
         max_age_s=max_age,
         ack_wait_s=max(120.0, 2 * max_age),
     )
-    metrics = asyncio.run(_deliver(Platform(load_settings()), config, once=once))
+    endpoint = (metrics_host, metrics_port) if metrics_port else None
+    metrics = asyncio.run(_deliver(Platform(load_settings()), config, once=once, metrics_at=endpoint))
     if as_json:
         typer.echo(json.dumps(metrics.as_dict(), indent=2))
         return
@@ -56,14 +66,22 @@ def run_command(
     )
 
 
-async def _deliver(platform: Platform, config: DeliveryConfig, *, once: bool) -> DeliveryMetrics:
+async def _deliver(
+    platform: Platform, config: DeliveryConfig, *, once: bool, metrics_at: tuple[str, int] | None = None
+) -> DeliveryMetrics:
     from abasto.delivery import RawDelivery  # noqa: PLC0415
     from abasto.stream import abasto_streams  # noqa: PLC0415
 
     settings = platform.settings
-    async with platform.event_stream() as stream:
+    async with platform.event_stream() as stream, contextlib.AsyncExitStack() as scope:
         await stream.ensure_streams(abasto_streams(settings.nats))
         delivery = RawDelivery(stream, settings.raw_uri, config)
+        if metrics_at is not None:
+            from abasto.observability import DeliveryCollector, registry_of, serve_metrics  # noqa: PLC0415
+
+            registry = registry_of(DeliveryCollector(lambda: delivery.metrics))
+            port = await scope.enter_async_context(serve_metrics(registry, *metrics_at))
+            typer.echo(f"metrics on http://{metrics_at[0]}:{port}/metrics", err=True)
         if once:
             return await delivery.run_until_idle()
         stop = asyncio.Event()

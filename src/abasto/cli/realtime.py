@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -50,10 +52,16 @@ def run_command(
     ] = None,
     durable: Annotated[str, typer.Option(help="Base name of the durable consumer.")] = "realtime",
     as_json: Annotated[bool, typer.Option("--json", help="Print the counters as JSON.")] = False,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: off).")
+    ] = 0,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics endpoint binds.")] = "127.0.0.1",
 ) -> None:
     """Consume this worker's share of the POS stream, checkpointed; alerts go to the ALERTS stream.
 
     Killing the worker (even with SIGKILL) and starting it again changes nothing in the outputs.
+    With --metrics-port, the counters (abasto_events_total{outcome}, abasto_alerts_total{kind}…,
+    labelled worker="N") are served for Prometheus while the worker runs.
     """
     from abasto.realtime.partition import Partition  # noqa: PLC0415
 
@@ -68,6 +76,8 @@ def run_command(
         world_dir=world_dir or settings.world_dir,
         pattern=pattern,
         durable=durable,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     summary = asyncio.run(_run(settings, options))
     if as_json:
@@ -91,6 +101,8 @@ class _Options:
     world_dir: Path
     pattern: Path | None
     durable: str
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
 
 def _build(settings: Settings, stream: EventStream, options: _Options) -> Processor:
@@ -130,14 +142,10 @@ async def _run(settings: Settings, options: _Options) -> dict[str, object]:
     async with open_stream(settings, name=f"abasto-realtime-{options.partition.index}") as stream:
         await stream.ensure_streams(abasto_streams(settings.nats))
         processor = _build(settings, stream, options)
-        if options.once:
-            await processor.run_until_idle()
-        else:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await processor.run(stop)
+        async with contextlib.AsyncExitStack() as scope:
+            if options.metrics_port:
+                await scope.enter_async_context(_metrics_endpoint(processor, options))
+            await _process(processor, options)
     return {
         "durable": processor.durable,
         "worker": options.partition.index,
@@ -149,6 +157,29 @@ async def _run(settings: Settings, options: _Options) -> dict[str, object]:
         "alerts": processor.metrics.alerts_total,
         "metrics": processor.metrics.as_dict(),
     }
+
+
+async def _process(processor: Processor, options: _Options) -> None:
+    if options.once:
+        await processor.run_until_idle()
+        return
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await processor.run(stop)
+
+
+@contextlib.asynccontextmanager
+async def _metrics_endpoint(processor: Processor, options: _Options) -> AsyncIterator[None]:
+    from abasto.observability import ProcessorCollector, registry_of, serve_metrics  # noqa: PLC0415
+
+    collector = ProcessorCollector(
+        lambda: processor.metrics, const_labels={"worker": str(options.partition.index)}
+    )
+    async with serve_metrics(registry_of(collector), options.metrics_host, options.metrics_port) as port:
+        typer.echo(f"metrics on http://{options.metrics_host}:{port}/metrics", err=True)
+        yield
 
 
 if __name__ == "__main__":  # `python -m abasto.cli.realtime run …` before the command is registered

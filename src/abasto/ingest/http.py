@@ -14,6 +14,8 @@
   ``{"index", "status": accepted|duplicate|rejected, "code", "reason"?, "detail"?}`` and counts
   (see :mod:`abasto.ingest.batch` for the reasons). A stream that does not acknowledge → 503:
   nothing in the batch may be assumed stored; re-sending is safe (deduplication by device_id:seq).
+* ``GET /metrics`` (no login): Prometheus text of the gateway's counters (:class:`IngestMetrics`:
+  posts by status, events by result, rejections by reason) and of ``extra_collectors``.
 
 Bind it to 127.0.0.1 or put TLS in front: Basic credentials travel in clear over plain HTTP.
 """
@@ -27,7 +29,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,6 +40,8 @@ from starlette.routing import Route
 from abasto.devices.registry import CredentialRegistry, DeviceCredentials, Principal, check_login
 from abasto.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from abasto.ingest.batch import ingest_batch, split_batch
+from abasto.ingest.metrics import IngestMetrics
+from abasto.observability.prometheus import IngestCollector, registry_of
 from abasto.settings import Settings
 from abasto.stream.port import EventStream
 from abasto.stream.topology import abasto_streams
@@ -109,9 +116,13 @@ def create_app(
     *,
     stream_factory: Callable[[], EventStream] | None = None,
     limits: IngestLimits | None = None,
+    metrics: IngestMetrics | None = None,
+    extra_collectors: tuple[Collector, ...] = (),
 ) -> Starlette:
     """The ingest ASGI app. The stream is opened (and abasto's streams ensured) in the lifespan."""
     limits = limits or IngestLimits()
+    counters = metrics or IngestMetrics()
+    registry = registry_of(IngestCollector(lambda: counters), *extra_collectors)
     logins = _Logins(CredentialRegistry(settings))
 
     def default_stream() -> EventStream:
@@ -135,6 +146,11 @@ def create_app(
             await stream.close()
 
     async def post_events(request: Request) -> Response:
+        response = await _post_events(request)
+        counters.requests[response.status_code] += 1
+        return response
+
+    async def _post_events(request: Request) -> Response:
         store_id = request.path_params["store_id"]
         device_id = request.path_params["device_id"]
         login = _basic(request)
@@ -174,6 +190,7 @@ def create_app(
                 f"nothing acknowledged, re-send the batch: {exc}",
                 {"Retry-After": "1"},
             )
+        counters.record(results)
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for r in results:
             counts[r.status] += 1
@@ -182,10 +199,15 @@ def create_app(
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"ok": "stream" in holder}, status_code=200 if "stream" in holder else 503)
 
+    async def prometheus(_request: Request) -> Response:
+        # in a thread: an extra collector may do I/O (the MQTT refusals read nats-server's log)
+        return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
             Route(EVENTS_PATH, post_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
