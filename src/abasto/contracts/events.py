@@ -105,7 +105,7 @@ def decode_event(data: bytes, *, now: datetime | None = None) -> DeviceEvent:
         event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise InvalidEventError("invalid_field", str(exc)) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 in a string
         raise InvalidEventError("malformed_json", str(exc)) from exc
     if event.event_time.tzinfo is None:
         raise InvalidEventError("naive_timestamp", "event_time must carry a timezone (use Z)")

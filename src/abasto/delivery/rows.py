@@ -7,23 +7,32 @@ decoding the same messages again with the same instant (crash recovery) gives th
 Invalid payloads are counted by reason and left out (the stream processor dead-letters them); an
 event that appears twice in a batch (same ``device_id``, ``seq``) keeps its first copy (lowest
 stream sequence).
+
+Batched records (``abasto.pos.batch/v1``) give one row per event, with the same columns: the
+message's ``stream_seq`` and ``subject``, the batch's device and store, the event's own ``seq``,
+``event_time`` and payload, ``schema`` = the batch's schema, and ``batch_index`` = the event's
+position in the message (null for single events), so (``stream_seq``, ``batch_index``) still
+orders the rows as they arrived. An invalid event of a batch is counted and left out alone; an
+invalid envelope leaves the whole message out. Rows still dedup by (``device_id``, ``seq``), across
+single and batched messages alike.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
 import pyarrow as pa
 
+from abasto.contracts.batches import SCHEMA_BATCH_V1, decode_batch_record, is_batch
 from abasto.contracts.events import (
     CoolerTelemetry,
     DeliveryReceipt,
-    DeviceEvent,
     Heartbeat,
+    Payload,
     SaleScan,
     StockReading,
     decode_event,
@@ -55,6 +64,8 @@ POS_EVENTS_SCHEMA: Final = pa.schema(
         pa.field("battery_mv", pa.int32()),
         pa.field("schema", pa.string(), nullable=False),
         pa.field("received_at", _TS, nullable=False),
+        #: position of the event in its batched record; null for a single-event message
+        pa.field("batch_index", pa.int32()),
     ]
 )
 
@@ -95,15 +106,25 @@ class _Columns:
     def __init__(self) -> None:
         self.values: dict[str, list[object]] = {f.name: [] for f in POS_EVENTS_SCHEMA}
 
-    def add(self, msg: RawMessage, event: DeviceEvent, received_at: datetime) -> None:
-        p = event.payload
+    def add(
+        self,
+        msg: RawMessage,
+        device_id: str,
+        store_id: str,
+        seq: int,
+        event_time: datetime,
+        p: Payload,
+        schema: str,
+        received_at: datetime,
+        batch_index: int | None,
+    ) -> None:
         v = self.values
         v["stream_seq"].append(msg.stream_seq)
         v["subject"].append(msg.subject)
-        v["device_id"].append(event.device_id)
-        v["store_id"].append(event.store_id)
-        v["seq"].append(event.seq)
-        v["event_time"].append(event.event_time)
+        v["device_id"].append(device_id)
+        v["store_id"].append(store_id)
+        v["seq"].append(seq)
+        v["event_time"].append(event_time)
         v["type"].append(_TYPE_OF[type(p)])
         v["sku"].append(getattr(p, "sku", None))
         v["qty"].append(getattr(p, "qty", None))
@@ -113,8 +134,9 @@ class _Columns:
         v["door_openings"].append(getattr(p, "door_openings", None))
         v["temperature_c"].append(getattr(p, "temperature_c", None))
         v["battery_mv"].append(getattr(p, "battery_mv", None))
-        v["schema"].append(event.schema)
+        v["schema"].append(schema)
         v["received_at"].append(received_at)
+        v["batch_index"].append(batch_index)
 
     def table(self) -> pa.Table:
         return pa.Table.from_pydict(self.values, schema=POS_EVENTS_SCHEMA)
@@ -125,7 +147,25 @@ def decode_batch(messages: Iterable[RawMessage], *, received_at: datetime) -> De
     out = DecodedBatch()
     seen: set[tuple[str, int]] = set()
     columns: dict[str, _Columns] = {}
+
+    #: UTC hour number → its partition's columns (partition_of formats dates: once an hour)
+    by_hour: dict[int, _Columns] = {}
+
+    def builder_for(event_time: datetime) -> _Columns:
+        hour = int(event_time.timestamp() // 3600)
+        builder = by_hour.get(hour)
+        if builder is None:
+            partition = partition_of(event_time)
+            builder = columns.get(partition)
+            if builder is None:
+                builder = columns[partition] = _Columns()
+            by_hour[hour] = builder
+        return builder
+
     for msg in sorted(messages, key=lambda m: m.stream_seq):
+        if is_batch(msg.data):
+            _add_batch(msg, received_at, out, seen, builder_for)
+            continue
         try:
             event = decode_event(msg.data, now=received_at)
         except InvalidEventError as exc:
@@ -136,10 +176,43 @@ def decode_batch(messages: Iterable[RawMessage], *, received_at: datetime) -> De
             out.duplicates += 1
             continue
         seen.add(key)
-        partition = partition_of(event.event_time)
-        builder = columns.get(partition)
-        if builder is None:
-            builder = columns[partition] = _Columns()
-        builder.add(msg, event, received_at)
+        builder_for(event.event_time).add(
+            msg,
+            event.device_id,
+            event.store_id,
+            event.seq,
+            event.event_time,
+            event.payload,
+            event.schema,
+            received_at,
+            None,
+        )
     out.partitions = {part: builder.table() for part, builder in sorted(columns.items())}
     return out
+
+
+def _add_batch(
+    msg: RawMessage,
+    received_at: datetime,
+    out: DecodedBatch,
+    seen: set[tuple[str, int]],
+    builder_for: Callable[[datetime], _Columns],
+) -> None:
+    """The rows of one batched record (its invalid events counted and left out)."""
+    try:
+        record = decode_batch_record(msg.data, now=received_at)
+    except InvalidEventError as exc:
+        out.invalid[exc.reason] += 1
+        return
+    for rejected in record.rejected:
+        out.invalid[rejected.reason] += 1
+    device, store = record.device_id, record.store_id
+    for index, e in zip(record.indexes, record.events, strict=True):
+        key = (device, e.seq)
+        if key in seen:
+            out.duplicates += 1
+            continue
+        seen.add(key)
+        builder_for(e.event_time).add(
+            msg, device, store, e.seq, e.event_time, e.payload, SCHEMA_BATCH_V1, received_at, index
+        )

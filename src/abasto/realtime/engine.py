@@ -5,6 +5,21 @@ the store's event-time watermark, apply the event to its store×SKU state and ev
 when a store's watermark crosses an hour, evaluate every pair of the store at that hour (stopped
 sales are only visible then).
 Nothing raised by one message escapes: it becomes a dead letter with a reason.
+
+Batched records (``abasto.pos.batch/v1``, told apart by their ``schema``) take a fast path: the
+message is decoded once, each event is deduplicated, counted, watermarked and applied in order as
+above, but the risk evaluation a sale triggers is deferred: a pair whose only changes are sales is
+evaluated once, at its own newest event time, at the next *flush point* — before a stock reading of
+that pair, before any delivery at the store (it moves every pair's next-delivery horizon), before
+the store's hour evaluations when the watermark crosses an hour, and at the end of the batch;
+readings and deliveries themselves are evaluated at once, as unbatched. So the state after a
+batch, the counters (accepted, duplicates, late, by type) and the alert kinds per store×SKU
+episode are those of the same events sent one by one; a projected-stockout alert that the
+unbatched path raises at a sale inside the batch is raised at the pair's last sale of the run of
+sales instead (``raised_at`` later by at most the batch's time span, its figures computed on that
+later state). An invalid event inside a batch is dead-lettered alone (``DeadLetter.index``), the
+others are applied; an error while applying a batch dead-letters the whole message
+(``processing_error``). ``received`` counts messages; ``evaluations`` is lower by design.
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from abasto.contracts.alerts import Alert
+from abasto.contracts.batches import BatchedEvent, decode_batch_record, is_batch
 from abasto.contracts.events import DeliveryReceipt, DeviceEvent, SaleScan, StockReading, decode_event
 from abasto.contracts.patterns import DemandPattern
 from abasto.errors import InvalidEventError
@@ -42,6 +58,8 @@ class DeadLetter:
     data: bytes
     reason: str
     detail: str
+    #: position of the event in its batch message (``abasto.pos.batch/v1``); None: the whole message
+    index: int | None = None
 
 
 Output = Alert | DeadLetter
@@ -167,6 +185,8 @@ class Engine:
     # --- processing ------------------------------------------------------------------------------
     def process(self, subject: str, data: bytes) -> list[Output]:
         """Apply one raw message; never raises."""
+        if is_batch(data):
+            return self._process_batch(subject, data)
         self.metrics.received += 1
         try:
             event = decode_event(data, now=self._clock() if self._clock else None)
@@ -198,9 +218,122 @@ class Engine:
             return list(out)
         return []
 
-    def _reject(self, subject: str, data: bytes, reason: str, detail: str) -> DeadLetter:
+    def _reject(
+        self, subject: str, data: bytes, reason: str, detail: str, index: int | None = None
+    ) -> DeadLetter:
         self.metrics.rejected[reason] += 1
-        return DeadLetter(subject=subject, data=data, reason=reason, detail=detail)
+        return DeadLetter(subject=subject, data=data, reason=reason, detail=detail, index=index)
+
+    # --- batched records -------------------------------------------------------------------------
+    def _process_batch(self, subject: str, data: bytes) -> list[Output]:
+        self.metrics.received += 1
+        try:
+            record = decode_batch_record(data, now=self._clock() if self._clock else None)
+        except InvalidEventError as exc:
+            return [self._reject(subject, data, exc.reason, exc.detail)]
+        store = store_of_pos_subject(subject)
+        if store is None:
+            detail = f"expected pos.<store_id>.<device_id>, got {subject}"
+            return [self._reject(subject, data, "bad_subject", detail)]
+        if record.store_id != store:
+            detail = f"batch for store {record.store_id} published on {subject}"
+            return [self._reject(subject, data, "store_mismatch", detail)]
+        out: list[Output] = [
+            self._reject(subject, r.data, r.reason, r.detail, r.index) for r in record.rejected
+        ]
+        try:
+            alerts = self._apply_batch(record.store_id, record.device_id, record.events)
+        except Exception as exc:
+            log.exception("processing batch %s of %s failed", subject, record.device_id)
+            return [*out, self._reject(subject, data, "processing_error", repr(exc))]
+        if alerts:
+            self.metrics.alerts.update(a.kind for a in alerts)
+            out += alerts
+        return out
+
+    def _apply_batch(self, store_id: str, device_id: str, events: list[BatchedEvent]) -> list[Alert]:
+        """Apply one device's events in order, deferring sale evaluations (module docstring)."""
+        m = self.metrics
+        first_time = self._dedup.first_time
+        clock = self._clocks.get(store_id)
+        if clock is None:
+            clock = self._clocks[store_id] = Watermark(self._lateness)
+        detector = self._detector
+        max_catchup = self.tuning.max_catchup_hours
+        tolerance = self.tuning.replenish_tolerance_units
+        types: dict[type, int] = {}
+        #: pairs changed by sales only since their last evaluation, by SKU (in first-touch order)
+        dirty: dict[str, PairState] = {}
+        out: list[Alert] = []
+        accepted = duplicates = late = 0
+        #: the event time from which the watermark may cross an hour (None: ask it)
+        crossing: datetime | None = None
+        for e in events:
+            if not first_time(device_id, e.seq):
+                duplicates += 1
+                continue
+            accepted += 1
+            payload = e.payload
+            kind = type(payload)
+            types[kind] = types.get(kind, 0) + 1
+            at = e.event_time
+            if at.tzinfo is not UTC:
+                at = at.astimezone(UTC)
+            if clock.is_late(at):
+                late += 1
+            clock.observe(at)
+            hours: list[datetime] = []
+            if crossing is None or at >= crossing:
+                hours = clock.hours_crossed(max_catchup)
+                crossing = clock.crossing_from()
+            if kind is SaleScan:
+                assert isinstance(payload, SaleScan)
+                st = self._state(store_id, payload.sku, at)
+                local_day, midnight = self._local_day(at)
+                st.touch(at, local_day, midnight)
+                st.sale(at, payload.qty, local_day)
+                dirty[st.sku] = st
+            elif kind is DeliveryReceipt or kind is StockReading:
+                assert isinstance(payload, (DeliveryReceipt, StockReading))
+                st = self._state(store_id, payload.sku, at)
+                if kind is DeliveryReceipt:
+                    # the store's last delivery moves every pair's next-delivery horizon
+                    out += self._flush(dirty)
+                else:
+                    pending = dirty.pop(st.sku, None)
+                    if pending is not None:
+                        out += detector.evaluate(pending, pending.last_event_at or at, stopped=False)
+                local_day, midnight = self._local_day(at)
+                st.touch(at, local_day, midnight)
+                if isinstance(payload, DeliveryReceipt):
+                    st.delivery(at, payload.qty)
+                    last = self._store_deliveries.get(store_id)
+                    if last is None or at > last:
+                        self._store_deliveries[store_id] = at
+                else:
+                    st.reading(at, payload.on_hand, tolerance)
+                out += detector.evaluate(st, st.last_event_at or at)
+            if hours:
+                out += self._flush(dirty)
+                for hour in hours:
+                    out += self.evaluate_store(store_id, hour)
+        out += self._flush(dirty)
+        m.accepted += accepted
+        m.duplicates += duplicates
+        m.late += late
+        for kind, n in types.items():
+            m.by_type[kind.__name__] += n
+        m.evaluations = detector.evaluations
+        return out
+
+    def _flush(self, dirty: dict[str, PairState]) -> list[Alert]:
+        """Evaluate the pairs changed by sales since their last evaluation, as a sale would."""
+        out: list[Alert] = []
+        for st in dirty.values():
+            assert st.last_event_at is not None  # touched
+            out += self._detector.evaluate(st, st.last_event_at, stopped=False)
+        dirty.clear()
+        return out
 
     def _apply(self, event: DeviceEvent) -> list[Alert]:
         m = self.metrics

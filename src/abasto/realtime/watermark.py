@@ -45,6 +45,13 @@ class Watermark:
         n = int((hour - last) / _HOUR)
         return [last + k * _HOUR for k in range(max(1, n - max_hours + 1), n + 1)]
 
+    def crossing_from(self) -> datetime | None:
+        """The newest event time from which :meth:`hours_crossed` can report an hour again (None:
+        any event may); an event older than it cannot move the watermark across an hour."""
+        if self._last_hour is None:
+            return None
+        return self._last_hour + _HOUR + self._lateness
+
     # --- checkpoint ------------------------------------------------------------------------------
     def export(self) -> tuple[datetime | None, datetime | None]:
         """(newest event time, last hour reported): all the watermark remembers."""
