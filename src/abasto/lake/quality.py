@@ -27,10 +27,14 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import In, IsNull, Or
 
-from abasto.catalog import CURATED, TableMetadata, ensure_table
+from abasto.catalog import CURATED, TableMetadata, ensure_table, load_table
+from abasto.errors import TransientError
 
 __all__ = [
+    "QUARANTINE_IDENTITY",
     "QUARANTINE_SCHEMA",
     "QUARANTINE_TABLE",
     "SOURCE_FILE_COLUMN",
@@ -41,10 +45,12 @@ __all__ = [
     "TableCheck",
     "bad_file_row",
     "check_rows",
+    "combine_reports",
     "freshness",
     "known_values",
     "non_negative",
     "not_null",
+    "quarantine_new_rows",
     "quarantine_rows",
     "unique_keys",
 ]
@@ -114,6 +120,8 @@ class QualityReport:
     rows_passed: int
     failures: dict[str, int]
     findings: dict[str, str]
+    #: raw files that could not be read at all (relpath → reason), quarantined as ``unreadable_file``
+    unreadable_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows_quarantined(self) -> int:
@@ -127,7 +135,29 @@ class QualityReport:
             "rows_quarantined": self.rows_quarantined,
             "failures": dict(self.failures),
             "findings": dict(self.findings),
+            "unreadable_files": dict(self.unreadable_files),
         }
+
+
+def combine_reports(table: str, reports: Sequence[QualityReport]) -> QualityReport:
+    """One report for several batches of ``table``: counts added, findings and unreadable files
+    united (a later batch's finding of the same check replaces an earlier one)."""
+    failures: dict[str, int] = {}
+    findings: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
+    for r in reports:
+        for rule, n in r.failures.items():
+            failures[rule] = failures.get(rule, 0) + n
+        findings.update(r.findings)
+        unreadable.update(r.unreadable_files)
+    return QualityReport(
+        table,
+        sum(r.rows_checked for r in reports),
+        sum(r.rows_passed for r in reports),
+        failures,
+        findings,
+        unreadable,
+    )
 
 
 @dataclass(frozen=True)
@@ -318,3 +348,55 @@ def quarantine_rows(catalog: Catalog, failed: pa.Table) -> int:
     table = ensure_table(catalog, QUARANTINE_TABLE, QUARANTINE_SCHEMA, keys=(), metadata=_QUARANTINE_META)
     table.append(failed.cast(QUARANTINE_SCHEMA))
     return int(failed.num_rows)
+
+
+#: columns identifying a quarantined record: the same rule refusing the same change record (its
+#: image carries ``_lsn``/``_seq``) from the same raw file is one quarantine row, however often seen
+QUARANTINE_IDENTITY: Final = ("table_name", "rule", "source_file", "row_json")
+
+
+def quarantine_new_rows(catalog: Catalog, failed: pa.Table) -> int:
+    """:func:`quarantine_rows` for the rows of ``failed`` not quarantined yet (same
+    :data:`QUARANTINE_IDENTITY`); returns the rows appended. Lets a job quarantine before its own
+    commit and run again after a failure without recording anything twice."""
+    if failed.num_rows == 0:
+        return 0
+    failed = failed.cast(QUARANTINE_SCHEMA)
+    attempt = 1
+    while True:  # jobs of other tables append to the same table: retry a lost race
+        existing = _quarantined_like(catalog, failed)
+        fresh = failed
+        if existing.num_rows:
+            probe = _identity(failed).append_column("_i", pa.array(range(failed.num_rows), pa.int64()))
+            kept = probe.join(_identity(existing), keys=list(QUARANTINE_IDENTITY), join_type="left anti")
+            fresh = failed.take(pc.take(kept["_i"], pc.sort_indices(kept["_i"])))
+        try:
+            return quarantine_rows(catalog, fresh)
+        except CommitFailedException as exc:
+            if attempt >= _APPEND_ATTEMPTS:
+                raise TransientError(
+                    f"{QUARANTINE_TABLE}: {attempt} concurrent commits in a row ({exc})",
+                    hint="run the job again; nothing is recorded twice",
+                ) from exc
+            attempt += 1
+
+
+_APPEND_ATTEMPTS: Final = 5
+
+
+def _identity(rows: pa.Table) -> pa.Table:
+    """The identity columns, a null source file as ``""`` (joins never match nulls)."""
+    columns = [pc.fill_null(rows[c], "") for c in QUARANTINE_IDENTITY]
+    return pa.Table.from_arrays(columns, names=list(QUARANTINE_IDENTITY))
+
+
+def _quarantined_like(catalog: Catalog, failed: pa.Table) -> pa.Table:
+    """Quarantine rows already recorded for the tables and raw files of ``failed``."""
+    table = load_table(catalog, QUARANTINE_TABLE)
+    if table is None:
+        return QUARANTINE_SCHEMA.empty_table()
+    files = [f for f in pc.unique(failed["source_file"]).to_pylist() if f is not None]
+    no_file = IsNull(term="source_file")
+    by_file = Or(In(term="source_file", literals=files), no_file) if files else no_file
+    row_filter = In(term="table_name", literals=pc.unique(failed["table_name"]).to_pylist()) & by_file
+    return table.scan(row_filter=row_filter, selected_fields=QUARANTINE_IDENTITY).to_arrow()

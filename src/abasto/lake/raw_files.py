@@ -12,18 +12,29 @@ LSN range in suffix order (none, ``_1``, ``_2``…).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from abasto.catalog.arrow_types import normalize_table
-from abasto.errors import InvalidInputError
-from abasto.lake.storage import join_uri, list_files, read_parquet
+from abasto.errors import InvalidInputError, TransientError
+from abasto.lake.storage import filesystem_for, join_uri, list_files, read_parquet
 
-__all__ = ["CDC_COLUMNS", "FILE_INDEX", "RawFile", "discover_raw_files", "read_changes"]
+__all__ = [
+    "CDC_COLUMNS",
+    "FILE_INDEX",
+    "RawFile",
+    "ReadOutcome",
+    "UnreadableFile",
+    "discover_raw_files",
+    "read_changes",
+    "read_readable_changes",
+]
 
 #: change-record columns in front of every row image
 CDC_COLUMNS = ("Op", "_lsn", "_commit_ts", "_seq")
@@ -108,20 +119,133 @@ def read_changes(files: list[RawFile]) -> pa.Table:
     Raises:
         InvalidInputError: a file lacks the change-record columns or has an unknown ``Op``.
     """
-    parts = []
+    parts = [_read_one(raw, index) for index, raw in enumerate(files)]
+    return _concat(parts)
+
+
+@dataclass(frozen=True)
+class UnreadableFile:
+    """A raw file set aside by :func:`read_readable_changes`, and why."""
+
+    file: RawFile
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReadOutcome:
+    """The change records of the readable files (``FILE_INDEX`` = position in the files given)
+    and the files that could not be read."""
+
+    changes: pa.Table
+    unreadable: tuple[UnreadableFile, ...]
+
+
+def read_readable_changes(files: list[RawFile], *, schema: pa.Schema | None = None) -> ReadOutcome:
+    """:func:`read_changes`, but a file that cannot be used is set aside instead of failing the batch.
+
+    Set aside: a file that is not Parquet (garbage, truncated, corrupt pages), one lacking the
+    change-record columns or holding an unknown ``Op``, and one with a column whose type neither
+    equals, widens (int → long, float → double, decimal precision) nor safely casts to the type the
+    column has in ``schema`` (the curated table's) or in an earlier file of the batch. A column
+    that safely casts is cast (``"12"`` into an int column); new columns are kept (they evolve the
+    table). ``FILE_INDEX`` stays the position in ``files``, so ordering is unchanged.
+
+    Raises:
+        TransientError: the file's bytes could not be fetched (storage, not content, failed).
+        InvalidInputError: the readable files disagree in a way no single file can be blamed for.
+    """
+    reference: dict[str, pa.DataType] = {}
+    if schema is not None:
+        reference.update({f.name: f.type for f in schema if f.name not in (*CDC_COLUMNS, FILE_INDEX)})
+    parts: list[pa.Table] = []
+    unreadable: list[UnreadableFile] = []
     for index, raw in enumerate(files):
+        try:
+            table = _conform_types(raw, _read_one(raw, index, confirm_corrupt=True), reference)
+        except (InvalidInputError, _CorruptFileError) as exc:
+            unreadable.append(UnreadableFile(raw, str(exc)))
+            continue
+        for name in table.column_names:
+            reference.setdefault(name, table.schema.field(name).type)
+        parts.append(table)
+    return ReadOutcome(_concat(parts), tuple(unreadable))
+
+
+class _CorruptFileError(Exception):
+    """The file's bytes were fetched but are not a readable Parquet file."""
+
+
+def _read_one(raw: RawFile, index: int, *, confirm_corrupt: bool = False) -> pa.Table:
+    try:
         table = read_parquet(raw.uri)
-        missing = [c for c in CDC_COLUMNS if c not in table.column_names]
-        if missing:
-            raise InvalidInputError(f"raw file {raw.relpath} lacks change-record columns {missing}")
-        table = normalize_table(table)
+    except (OSError, pa.ArrowException) as exc:
+        if not confirm_corrupt:
+            raise
+        table = _reread_from_bytes(raw, exc)
+    missing = [c for c in CDC_COLUMNS if c not in table.column_names]
+    if missing:
+        raise InvalidInputError(f"raw file {raw.relpath} lacks change-record columns {missing}")
+    table = normalize_table(table)
+    try:
         table = table.set_column(table.column_names.index("_lsn"), "_lsn", pc.cast(table["_lsn"], pa.int64()))
         table = table.set_column(table.column_names.index("_seq"), "_seq", pc.cast(table["_seq"], pa.int64()))
-        bad = pc.invert(pc.fill_null(pc.is_in(table["Op"], pa.array(OPS)), False))
-        if pc.any(bad).as_py():
-            sample = table.filter(bad)["Op"][0].as_py()
-            raise InvalidInputError(f"raw file {raw.relpath}: unknown Op {sample!r} (expected I, U, D or T)")
-        parts.append(table.append_column(FILE_INDEX, pa.array(np.full(table.num_rows, index, np.int32))))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(f"raw file {raw.relpath}: _lsn/_seq are not integers ({exc})") from exc
+    bad = pc.invert(pc.fill_null(pc.is_in(table["Op"], pa.array(OPS)), False))
+    if pc.any(bad).as_py():
+        sample = table.filter(bad)["Op"][0].as_py()
+        raise InvalidInputError(f"raw file {raw.relpath}: unknown Op {sample!r} (expected I, U, D or T)")
+    return table.append_column(FILE_INDEX, pa.array(np.full(table.num_rows, index, np.int32)))
+
+
+def _reread_from_bytes(raw: RawFile, first: BaseException) -> pa.Table:
+    """Tell a corrupt file from a storage failure: fetch the bytes (an error there is transient),
+    then parse them in memory (an error there is the content's)."""
+    fs, path = filesystem_for(raw.uri)
+    try:
+        with fs.open_input_stream(path) as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise TransientError(
+            f"raw file {raw.relpath} could not be fetched: {exc}",
+            hint="check the raw zone's storage, run again",
+        ) from exc
+    try:
+        return pq.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowException) as exc:
+        raise _CorruptFileError(
+            f"raw file {raw.relpath} is not readable Parquet ({len(data)} bytes): {exc}"
+        ) from exc
+
+
+def _widens(old: pa.DataType, new: pa.DataType) -> bool:
+    """``old`` values fit ``new`` and Iceberg can promote the column (or the table already holds
+    the wider type)."""
+    ints, floats = pa.types.is_integer, pa.types.is_floating
+    if (ints(old) and ints(new)) or (floats(old) and floats(new)):
+        return True
+    if pa.types.is_decimal(old) and pa.types.is_decimal(new):
+        return bool(old.scale == new.scale)
+    return bool(pa.types.is_null(new) or pa.types.is_null(old))
+
+
+def _conform_types(raw: RawFile, table: pa.Table, reference: Mapping[str, pa.DataType]) -> pa.Table:
+    for name in table.column_names:
+        want = reference.get(name)
+        have = table.schema.field(name).type
+        if want is None or have.equals(want) or _widens(want, have) or _widens(have, want):
+            continue
+        try:
+            column = pc.cast(table[name], want)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise InvalidInputError(
+                f"raw file {raw.relpath}: column {name!r} is {have}, which cannot be cast to {want} ({exc})"
+            ) from exc
+        table = table.set_column(table.column_names.index(name), name, column)
+    return table
+
+
+def _concat(parts: list[pa.Table]) -> pa.Table:
     if not parts:
         return pa.table({})
     try:
