@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 
 from abasto.lake import SALES_TABLES
 from abasto.lake.raw_files import RawFile
-from abasto.lake.raw_writer import cdc_relpath, write_cdc
-from abasto.lake.storage import join_uri
+from abasto.lake.raw_writer import write_cdc
 
 REGIONS = SALES_TABLES["regions"]
 PRODUCTS = SALES_TABLES["products"]
@@ -45,13 +43,13 @@ def products_cdc(raw_uri: str, skus: list[str], *, lsn: int) -> RawFile:
     )
 
 
-def corrupt_products_file(raw_uri: str, *, lsn: int) -> str:
-    """A file named like a CDC file of products that is not Parquet; returns its key."""
-    rel = cdc_relpath(lsn, lsn, "2026-09-01")
-    path = Path(join_uri(raw_uri, PRODUCTS.source, rel).removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"this is not parquet")
-    return f"{PRODUCTS.source}/{rel}"
+def keyless_products_file(raw_uri: str, *, lsn: int) -> str:
+    """A CDC file of products without the key column ``sku``; returns its key. A batch of such
+    files breaks the contract beyond any row or file quarantine (the table's key is absent), so
+    the job fails; a corrupt file, or one keyless file beside keyed ones, is quarantined instead."""
+    rows = pa.table({"brand": ["Cola"]})
+    raw = write_cdc(raw_uri, PRODUCTS.source, rows, ops=["I"], lsns=[lsn], commit_ts=day(1))
+    return key_of(raw, PRODUCTS.source)
 
 
 def key_of(raw: RawFile, source: str) -> str:

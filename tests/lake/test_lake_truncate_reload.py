@@ -453,10 +453,10 @@ def test_capture_files_with_a_split_transaction_and_a_truncate(
     txn = Transaction(lsn=0x500, commit_ts_us=ts, day=day)
     for seq, (shape, op, image) in enumerate(
         [
-            (v1, "I", ["A", 1.0]),
-            (v1, "I", ["B", 2.0]),
-            (v2, "U", ["A", 1.5, "cola"]),
-            (v2, "I", ["C", 3.0, "agua"]),
+            (v1, "I", [b"A", b"1"]),  # values as pgoutput sends them: text bytes
+            (v1, "I", [b"B", b"2"]),
+            (v2, "U", [b"A", b"1.5", b"cola"]),
+            (v2, "I", [b"C", b"3", b"agua"]),
         ]
     ):
         writer.add(shape, op, txn, seq, image)
@@ -475,7 +475,7 @@ def test_capture_files_with_a_split_transaction_and_a_truncate(
     writer = ChangeFileWriter(raw)  # TRUNCATE skus; INSERT D
     txn = Transaction(lsn=0x510, commit_ts_us=ts + 1, day=day)
     writer.add(v2, "T", txn, 0, [None, None, None])
-    writer.add(v2, "I", txn, 1, ["D", 4.0, "lima"])
+    writer.add(v2, "I", txn, 1, [b"D", b"4", b"lima"])
     writer.publish()
     result = curate(spec)
     rows = {

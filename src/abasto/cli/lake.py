@@ -93,7 +93,8 @@ def jobs_run(
     table: Annotated[str | None, typer.Argument(help="Curated table (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the recorded runs as JSON.")] = False,
 ) -> None:
-    """Merge pending raw change files into the curated Iceberg tables (recorded as manual runs)."""
+    """Merge pending raw files (change capture, device events) into the curated Iceberg tables
+    (recorded as manual runs)."""
     from abasto.lake.jobs import JobRunner  # noqa: PLC0415
 
     platform = Platform(load_settings())
@@ -112,7 +113,8 @@ def jobs_backfill(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the recorded run as JSON.")] = False,
 ) -> None:
-    """Re-discover the raw files of TABLE and apply the pending ones dated in the range (idempotent)."""
+    """Re-discover the raw files of TABLE and apply the pending ones dated in the range (idempotent;
+    commit dates of change files, `date=` partitions of device events)."""
     from abasto.lake.jobs import JobRunner  # noqa: PLC0415
 
     platform = Platform(load_settings())
@@ -217,6 +219,7 @@ def _print_runs(runs: list[JobRun], *, as_json: bool) -> None:
                 str(r.rows_upserted),
                 str(r.rows_deleted),
                 str(r.snapshot_id or "-"),
+                _quarantined(r),
                 f"{r.duration_s:.2f}",
             ]
             for r in runs
@@ -230,11 +233,18 @@ def _print_runs(runs: list[JobRun], *, as_json: bool) -> None:
             "upserted",
             "deleted",
             "snapshot",
+            "quarantined",
             "seconds",
         ]
         Console().print(_rich_table(headers, rows))
     if any(not r.ok for r in runs):
         raise typer.Exit(1)
+
+
+def _quarantined(run: JobRun) -> str:
+    """Rows the run sent to quarantine ("-" for a job without quality checks)."""
+    quality = run.detail.get("quality")
+    return str(quality.get("rows_quarantined", "-")) if isinstance(quality, dict) else "-"
 
 
 def _rich_table(headers: list[str], rows: list[list[str]]) -> RichTable:

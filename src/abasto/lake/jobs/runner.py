@@ -10,6 +10,10 @@ files it managed to commit before failing.
 A backfill applies the pending files of a date range (``cdc/<YYYY-MM-DD>/`` of the raw layout)
 and nothing after it: the ledger is a watermark, so it must start at the first pending file (a
 range starting later is refused rather than silently skipping files).
+
+The device tables (``sales_by_hour``, ``stock_readings``, :mod:`abasto.lake.device_tables`) run
+through :func:`~abasto.lake.jobs.device_jobs.run_device_job` under the same lock and run store;
+their backfill selects the ``date=`` partitions of the raw device events.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from pyiceberg.table import Table
 from abasto.catalog import load_table, open_catalog
 from abasto.errors import ConfigError, InvalidInputError, TransientError
 from abasto.lake.curate import curate_table
+from abasto.lake.device_files import DeviceLedger
+from abasto.lake.device_tables import DEVICE_TABLES, get_device_spec, is_device_table
+from abasto.lake.jobs.device_jobs import device_pending, run_device_job
 from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunStatus, Trigger
 from abasto.lake.ledger import Ledger
 from abasto.lake.raw_files import RawFile, discover_raw_files
@@ -39,7 +46,7 @@ from abasto.lake.storage import filesystem_for
 from abasto.lake.tables import ALL_TABLES, TableSpec, get_spec
 from abasto.settings import Settings
 
-__all__ = ["JobRunner", "TableStatus", "cdc_file_date", "select_backfill"]
+__all__ = ["JobRunner", "TableStatus", "cdc_file_date", "job_tables", "select_backfill"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,11 @@ class TableStatus:
             "last_run": self.last_run.as_dict() if self.last_run else None,
             "error": self.error,
         }
+
+
+def job_tables() -> list[str]:
+    """Every table a job curates: the change-captured ones, then the device tables."""
+    return [*ALL_TABLES, *DEVICE_TABLES]
 
 
 def cdc_file_date(raw: RawFile) -> date | None:
@@ -124,11 +136,23 @@ class JobRunner:
         self, table: str, trigger: Trigger = Trigger.MANUAL, *, detail: dict[str, Any] | None = None
     ) -> JobRun:
         """Apply every pending raw file of ``table``; the run is recorded, failed or not."""
+        if is_device_table(table):
+            spec = get_device_spec(table)
+            with self._lock(spec):
+                return run_device_job(
+                    self.catalog,
+                    self.store,
+                    spec,
+                    trigger,
+                    raw_uri=self.raw_uri,
+                    detail=dict(detail or {}),
+                    max_files=self.max_files,
+                )
         return self._execute(get_spec(table), trigger, detail=detail)
 
     def run_all(self, tables: Iterable[str] | None = None, trigger: Trigger = Trigger.MANUAL) -> list[JobRun]:
-        """One run per table (all of :data:`ALL_TABLES` if omitted); a failure does not stop the rest."""
-        names = list(tables) if tables is not None else list(ALL_TABLES)
+        """One run per table (all of :func:`job_tables` if omitted); a failure does not stop the rest."""
+        names = list(tables) if tables is not None else job_tables()
         return [self.run(name, trigger) for name in names]
 
     def backfill(self, table: str, *, date_from: date | None = None, date_to: date | None = None) -> JobRun:
@@ -143,8 +167,22 @@ class JobRunner:
         """
         if date_from is not None and date_to is not None and date_from > date_to:
             raise InvalidInputError(f"--from {date_from} is after --to {date_to}")
-        spec = get_spec(table)
         detail = {"from": str(date_from) if date_from else None, "to": str(date_to) if date_to else None}
+        if is_device_table(table):  # `date=` partitions; the device ledger is a set: no view needed
+            device = get_device_spec(table)
+            with self._lock(device):
+                return run_device_job(
+                    self.catalog,
+                    self.store,
+                    device,
+                    Trigger.BACKFILL,
+                    raw_uri=self.raw_uri,
+                    detail=detail,
+                    date_from=date_from,
+                    date_to=date_to,
+                    max_files=self.max_files,
+                )
+        spec = get_spec(table)
         if date_from is None and date_to is None:  # the whole backlog: no view needed (works on S3)
             return self._execute(spec, Trigger.BACKFILL, detail=detail)
         with self._lock(spec):
@@ -154,14 +192,24 @@ class JobRunner:
                 return self._execute(spec, Trigger.BACKFILL, raw_uri=view_uri, detail=detail, locked=True)
 
     def pending(self, table: str) -> list[RawFile]:
-        """Raw files of ``table`` not applied yet, in processing order."""
+        """Raw files of change-captured ``table`` not applied yet, in processing order."""
         return self._pending(get_spec(table), self.raw_uri)
 
+    def pending_keys(self, table: str) -> list[str]:
+        """Paths (relative to the raw zone) of the raw files ``table`` has not applied yet."""
+        if is_device_table(table):
+            return [f.key for f in device_pending(self.catalog, get_device_spec(table), self.raw_uri)]
+        spec = get_spec(table)
+        return [f"{spec.source}/{f.relpath}" for f in self.pending(table)]
+
     def status(self, tables: Iterable[str] | None = None) -> list[TableStatus]:
-        names = list(tables) if tables is not None else list(ALL_TABLES)
+        names = list(tables) if tables is not None else job_tables()
         last = self.store.last_runs()
         out: list[TableStatus] = []
         for name in names:
+            if is_device_table(name):
+                out.append(self._device_status(name, last))
+                continue
             spec = get_spec(name)
             current = load_table(self.catalog, spec.identifier)
             ledger = _ledger(current)
@@ -180,6 +228,17 @@ class JobRunner:
         return out
 
     # --- internals --------------------------------------------------------------------------------
+    def _device_status(self, name: str, last: dict[str, JobRun]) -> TableStatus:
+        spec = get_device_spec(name)
+        table = load_table(self.catalog, spec.identifier)
+        applied = DeviceLedger.from_properties(table.properties).files if table is not None else 0
+        try:
+            pending = tuple(f.relpath for f in device_pending(self.catalog, spec, self.raw_uri))
+            error = None
+        except InvalidInputError as exc:
+            pending, error = (), str(exc)
+        return TableStatus(spec.identifier, spec.source, applied, pending, last.get(spec.identifier), error)
+
     def _pending(self, spec: TableSpec, raw_uri: str) -> list[RawFile]:
         return _ledger(load_table(self.catalog, spec.identifier)).pending(
             discover_raw_files(raw_uri, spec.source)
@@ -201,6 +260,7 @@ class JobRunner:
         self, spec: TableSpec, trigger: Trigger, raw_uri: str, detail: dict[str, Any]
     ) -> JobRun:
         started, t0 = datetime.now(UTC), time.perf_counter()
+        run_id = uuid.uuid4().hex  # also stamped on the rows this run quarantines
         before = load_table(self.catalog, spec.identifier)
         known = {s.snapshot_id for s in before.snapshots()} if before is not None else set()
         pending: list[RawFile] = []
@@ -208,8 +268,12 @@ class JobRunner:
         rows = (0, 0, 0)
         try:
             pending = _ledger(before).pending(discover_raw_files(raw_uri, spec.source))
-            result = curate_table(spec, catalog=self.catalog, raw_uri=raw_uri, max_files=self.max_files)
+            result = curate_table(
+                spec, catalog=self.catalog, raw_uri=raw_uri, max_files=self.max_files, run_id=run_id
+            )
             rows = (result.rows_in, result.rows_upserted, result.rows_deleted)
+            if result.quality is not None:
+                detail["quality"] = result.quality.as_dict()
         except Exception as exc:  # noqa: BLE001 - any failure of the job is recorded, never lost
             error = f"{type(exc).__name__}: {exc}"
             detail["retryable"] = isinstance(exc, TransientError)
@@ -222,7 +286,7 @@ class JobRunner:
         )
         current = after.current_snapshot() if after is not None else None
         run = JobRun(
-            run_id=uuid.uuid4().hex,
+            run_id=run_id,
             job=f"curate.{spec.name}",
             table=spec.identifier,
             trigger=trigger,

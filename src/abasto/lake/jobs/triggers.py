@@ -35,10 +35,12 @@ from typing import Any, Final
 from urllib.parse import unquote_plus, urlparse
 
 from abasto.errors import InvalidInputError
-from abasto.lake.jobs.runner import JobRunner
+from abasto.lake.device_files import DeviceFile
+from abasto.lake.device_tables import DEVICE_TABLES
+from abasto.lake.jobs.runner import JobRunner, job_tables
 from abasto.lake.jobs.runs import JobRun, Trigger
 from abasto.lake.raw_files import RawFile
-from abasto.lake.tables import ALL_TABLES, TableSpec, get_spec
+from abasto.lake.tables import ALL_TABLES, TableSpec
 from abasto.stream.port import Consumer, ConsumerState, EventStream, PublishResult, StreamMessage, StreamSpec
 
 __all__ = [
@@ -178,33 +180,43 @@ class Route:
 
 
 class TableRouter:
-    """Maps object keys to the curated table whose raw source prefix holds them."""
+    """Maps object keys to the curated tables whose raw source prefix holds them (the device
+    events feed two tables: ``sales_by_hour`` and ``stock_readings``)."""
 
     def __init__(self, raw_uri: str, specs: Iterable[TableSpec] | None = None) -> None:
         self.bucket, self.prefix = _raw_root(raw_uri)
         # longest source first, so a nested prefix wins over its parent
         self._specs = sorted(
-            specs if specs is not None else ALL_TABLES.values(), key=lambda s: -len(s.source)
+            specs if specs is not None else [*ALL_TABLES.values(), *DEVICE_TABLES.values()],
+            key=lambda s: -len(s.source),
         )
 
     def route(self, ref: ObjectRef) -> Route | None:
-        """The table of ``ref``; None if it is in no table's prefix or not a raw change file."""
+        """The first table of ``ref`` (see :meth:`routes`); None if there is none."""
+        found = self.routes(ref)
+        return found[0] if found else None
+
+    def routes(self, ref: ObjectRef) -> list[Route]:
+        """The tables of ``ref``; empty if it is in no table's prefix or not a raw file of it."""
         if ref.bucket != self.bucket:
-            return None
+            return []
         key = ref.key.lstrip("/")
         if self.prefix:
             if not key.startswith(self.prefix + "/"):
-                return None
+                return []
             key = key[len(self.prefix) + 1 :]
+        found: list[Route] = []
         for spec in self._specs:
+            if found and spec.source != found[0].spec.source:
+                break
             if key.startswith(spec.source + "/"):
                 rel = key[len(spec.source) + 1 :]
                 try:
-                    RawFile.parse(rel)
+                    (DeviceFile.parse if spec.name in DEVICE_TABLES else RawFile.parse)(rel)
                 except InvalidInputError:
-                    return None
-                return Route(spec, rel)
-        return None
+                    return []
+                found.append(Route(spec, rel))
+        return found
 
 
 @dataclass
@@ -334,23 +346,22 @@ class TriggerWorker:
             return
         routes: list[tuple[Route, ObjectRef]] = []
         for ref in refs:
-            route = self.router.route(ref)
-            if route is None:
+            found = self.router.routes(ref)
+            if not found:
                 self.stats.unknown += 1
                 log.info("lake trigger: no job for s3://%s/%s", ref.bucket, ref.key)
-            else:
-                routes.append((route, ref))
+            routes += [(route, ref) for route in found]
         if not routes:
             await msg.ack()
             return
         held = _Held(msg, {r.spec.name for r, _ in routes})
+        self.stats.objects += len({ref.key for _, ref in routes})
         for route, ref in routes:
-            self.stats.objects += 1
             batch = self._batches.setdefault(route.spec.name, _Batch(route.spec, time.monotonic()))
             if not batch.held or batch.held[-1] is not held:
                 batch.held.append(held)
             batch.keys.append(ref.key)
-        self.runner.store.mark_seen([ref.key for _, ref in routes], via="event")
+        self.runner.store.mark_seen(list(dict.fromkeys(ref.key for _, ref in routes)), via="event")
 
     async def _flush(self, *, force: bool) -> list[JobRun]:
         now = time.monotonic()
@@ -402,18 +413,15 @@ async def announce_unseen(
     """Announce the pending raw files of ``tables`` (all) that no event announced yet; returns
     their keys. A table whose raw prefix holds a stray file is skipped (logged)."""
     announced: list[str] = []
-    for name in tables if tables is not None else list(ALL_TABLES):
+    for name in tables if tables is not None else job_tables():
         try:
-            pending = runner.pending(name)
+            pending = runner.pending_keys(name)
         except InvalidInputError as exc:
             log.warning("lake watcher: %s: %s", name, exc)
             continue
-        spec = get_spec(name)
-        by_key = {object_ref(runner.raw_uri, f"{spec.source}/{f.relpath}").key: f for f in pending}
-        for key in runner.store.unseen(list(by_key)):
-            await publish_object_created(
-                stream, runner.raw_uri, f"{spec.source}/{by_key[key].relpath}", subject=subject
-            )
+        by_key = {object_ref(runner.raw_uri, relpath).key: relpath for relpath in pending}
+        for key in runner.store.unseen(list(by_key)):  # a file of two tables is announced once
+            await publish_object_created(stream, runner.raw_uri, by_key[key], subject=subject)
             runner.store.mark_seen([key], via="watcher")
             announced.append(key)
     return announced
