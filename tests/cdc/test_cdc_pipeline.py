@@ -419,10 +419,25 @@ def test_idle_source_does_not_pin_wal(pipeline: CdcPipeline, source: str) -> Non
 def test_one_capture_per_slot(pipeline: CdcPipeline, source: str, tmp_path: Path) -> None:
     pipeline.full_load()
     with (
-        CdcPipeline(source, (tmp_path / "raw").as_uri(), schemas=("sales",)) as other,
+        CdcPipeline(source, (tmp_path / "raw").as_uri(), schemas=("sales",), lock_wait_s=0.3) as other,
         pytest.raises(TerminalError, match="another change capture"),
     ):
         other.capture_once()
+
+
+def test_capture_lock_released_while_waiting_is_taken(
+    pipeline: CdcPipeline, source: str, tmp_path: Path
+) -> None:
+    """A capture started while its killed predecessor's session still holds the lock waits for it."""
+    pipeline.full_load()
+    pipeline.capture_once()  # holds the lock from now on
+    threading.Timer(0.5, pipeline.close).start()
+    with CdcPipeline(source, (tmp_path / "raw").as_uri(), schemas=("sales",), lock_wait_s=10) as other:
+        started = time.monotonic()
+        result = other.capture_once()
+        waited = time.monotonic() - started
+    assert result.drained
+    assert 0.3 < waited < 8
 
 
 def test_run_until_stopped(pipeline: CdcPipeline, source: str, raw) -> None:

@@ -30,11 +30,13 @@ from abasto.cdc.pgoutput import (
     Message,
     PgOutputDecoder,
     Relation,
+    RowChange,
     Truncate,
     Update,
+    row_change,
 )
 from abasto.cdc.raw_zone import RawZone
-from abasto.cdc.shapes import ShapeCatalog, image, key_image
+from abasto.cdc.shapes import ShapeCatalog, text_image, text_key_image
 
 PROTO_VERSION = 1
 FETCH_ROWS = 5_000
@@ -66,7 +68,9 @@ class _BatchState:
         self.outcome = BatchOutcome()
 
     def handle(self, message: Message) -> None:
-        if isinstance(message, Begin):
+        if isinstance(message, Insert | Update | Delete):  # the common case first
+            self._change(message)
+        elif isinstance(message, Begin):
             ts = pg_time_to_unix_us(message.commit_ts)
             day = (_EPOCH + timedelta(microseconds=ts)).date().isoformat()
             self.txn = Transaction(lsn=message.final_lsn, commit_ts_us=ts, day=day)
@@ -79,9 +83,21 @@ class _BatchState:
             self.txn = None
         elif isinstance(message, Relation):
             self.shapes.on_relation(message)
-        elif isinstance(message, Insert | Update | Delete | Truncate):
+        elif isinstance(message, Truncate):
             self._change(message)
         # Origin, Type and logical messages carry nothing the raw zone keeps
+
+    def row(self, change: RowChange) -> None:
+        """An Insert, Update or Delete decoded by :func:`~abasto.cdc.pgoutput.row_change`."""
+        txn = self.txn
+        if txn is None:
+            raise DecodeError(f"{change[0]} of relation {change[1]} outside a transaction")
+        op, relation_id, new, old, _old_kind = change
+        shape = self.shapes.shape(relation_id)
+        if new is not None:  # I, U
+            self._emit(shape, op, txn, text_image(shape, new, old=old))
+        elif old is not None:  # D
+            self._emit(shape, op, txn, text_key_image(shape, old))
 
     def _change(self, message: Insert | Update | Delete | Truncate) -> None:
         txn = self.txn
@@ -90,17 +106,17 @@ class _BatchState:
         if isinstance(message, Truncate):
             for relation_id in message.relation_ids:
                 shape = self.shapes.shape(relation_id)
-                self._emit(shape, "T", txn, [None] * len(shape.columns))
+                self._emit(shape, "T", txn, (None,) * len(shape.columns))
             return
         shape = self.shapes.shape(message.relation_id)
         if isinstance(message, Insert):
-            self._emit(shape, "I", txn, image(shape, message.new))
+            self._emit(shape, "I", txn, text_image(shape, message.new))
         elif isinstance(message, Update):
-            self._emit(shape, "U", txn, image(shape, message.new, old=message.old))
+            self._emit(shape, "U", txn, text_image(shape, message.new, old=message.old))
         else:
-            self._emit(shape, "D", txn, key_image(shape, message.old))
+            self._emit(shape, "D", txn, text_key_image(shape, message.old))
 
-    def _emit(self, shape: TableShape, op: str, txn: Transaction, row: list[Any]) -> None:
+    def _emit(self, shape: TableShape, op: str, txn: Transaction, row: tuple[Any, ...]) -> None:
         self.writer.add(shape, op, txn, self.seq, row)
         self.seq += 1
         self.changes_in_txn += 1
@@ -140,7 +156,7 @@ def run_batch(
     try:
         with conn.transaction(), conn.cursor(name="abasto_cdc_peek", binary=True) as cur:
             cur.execute(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes("
+                "SELECT data FROM pg_logical_slot_peek_binary_changes("
                 "%s, %s::pg_lsn, %s, 'proto_version', %s, 'publication_names', %s)",
                 (
                     slot,
@@ -151,8 +167,12 @@ def run_batch(
                 ),
             )
             while batch := cur.fetchmany(FETCH_ROWS):
-                for _lsn_text, data in batch:
-                    rows += 1
+                rows += len(batch)
+                for (data,) in batch:
+                    change = None if decoder.in_stream else row_change(data)
+                    if change is not None:  # the common case, without a message object
+                        state.row(change)
+                        continue
                     state.handle(decoder.decode(bytes(data)))
                     if not state.inside_transaction:
                         last_complete = state.outcome.end_lsn

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from abasto.cdc.pgtypes import ColumnType
 from abasto.cdc.raw_zone import RawZone, StagedFile, cdc_name
+from abasto.cdc.text_columns import text_column
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 META_FIELDS = (
@@ -64,6 +65,8 @@ class TableShape:
 
 
 class _Segment:
+    """One staged file: records buffered as row tuples, typed column by column when flushed."""
+
     def __init__(self, raw: RawZone, shape: TableShape, day: str, first_lsn: int) -> None:
         self.raw = raw
         self.shape = shape
@@ -71,30 +74,34 @@ class _Segment:
         self.first_lsn = first_lsn
         self.last_lsn = first_lsn
         self.rows = 0
-        self.columns: list[list[Any]] = [[] for _ in range(4 + len(shape.columns))]
+        self.buffer: list[tuple[Any, ...]] = []
         provisional = cdc_name(shape.schema, shape.table, day, first_lsn, first_lsn)
         self.staged: StagedFile = raw.stage(provisional, shape.arrow_schema)
 
-    def add(self, op: str, lsn: int, commit_ts_us: int, seq: int, image: list[Any]) -> None:
-        cols = self.columns
-        cols[0].append(op)
-        cols[1].append(lsn)
-        cols[2].append(commit_ts_us)
-        cols[3].append(seq)
-        for i, value in enumerate(image, start=4):
-            cols[i].append(value)
+    def add(self, op: str, lsn: int, commit_ts_us: int, seq: int, values: tuple[Any, ...]) -> None:
+        self.buffer.append((op, lsn, commit_ts_us, seq, *values))
         self.last_lsn = lsn
         self.rows += 1
-        if len(cols[0]) >= ROW_GROUP_ROWS:
+        if len(self.buffer) >= ROW_GROUP_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if not self.columns[0]:
+        """Write the buffered records as one row group.
+
+        Raises:
+            DecodeError: a value does not parse as its column type.
+            TerminalError: a value arrived in binary form.
+        """
+        if not self.buffer:
             return
-        schema = self.shape.arrow_schema
-        arrays = [pa.array(values, type=f.type) for values, f in zip(self.columns, schema, strict=True)]
+        shape = self.shape
+        schema = shape.arrow_schema
+        columns = list(zip(*self.buffer, strict=True))
+        arrays = [pa.array(values, type=f.type) for values, f in zip(columns[:4], META_FIELDS, strict=True)]
+        for values, name, typ in zip(columns[4:], shape.columns, shape.types, strict=True):
+            arrays.append(text_column(values, typ, f"{shape.qualified}.{name}"))
         self.staged.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
-        self.columns = [[] for _ in self.columns]
+        self.buffer = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +121,10 @@ class ChangeFileWriter:
         self._done: list[_Segment] = []
         self.records = 0
 
-    def add(self, shape: TableShape, op: str, txn: Transaction, seq: int, image: list[Any]) -> None:
-        """Append one change record (``image`` in ``shape.columns`` order, already typed)."""
+    def add(self, shape: TableShape, op: str, txn: Transaction, seq: int, values: tuple[Any, ...]) -> None:
+        """Append one change record: ``values`` in ``shape.columns`` order, each the text form
+        PostgreSQL sent (``bytes``) or None; they are typed when written (:mod:`abasto.cdc.text_columns`).
+        """
         key = (shape.schema, shape.table)
         segment = self._open.get(key)
         if segment is None or segment.shape.signature != shape.signature or segment.day != txn.day:
@@ -123,7 +132,7 @@ class ChangeFileWriter:
                 self._done.append(segment)
             segment = _Segment(self.raw, shape, txn.day, txn.lsn)
             self._open[key] = segment
-        segment.add(op, txn.lsn, txn.commit_ts_us, seq, image)
+        segment.add(op, txn.lsn, txn.commit_ts_us, seq, values)
         self.records += 1
 
     def publish(self) -> PublishedFiles:

@@ -244,42 +244,96 @@ class _Reader:
         return chunk
 
     def tuple_data(self) -> Tuple:
-        # the hot path of decoding: one loop with local names, no method call per value
-        data, pos, size = self.data, self.pos, len(self.data)
-        unpack_i32 = _I32.unpack_from
-        if pos + 2 > size:
-            raise DecodeError(f"message truncated at byte {pos}")
-        count = (data[pos] << 8) | data[pos + 1]
-        pos += 2
-        values: list[Value] = []
-        append = values.append
-        for _ in range(count):
-            if pos >= size:
-                raise DecodeError(f"message truncated at byte {pos}")
-            kind = data[pos]
-            pos += 1
-            if kind in (0x74, 0x62):  # 't' text, 'b' binary: Int32 length + bytes
-                if pos + 4 > size:
-                    raise DecodeError(f"message truncated at byte {pos}")
-                (length,) = unpack_i32(data, pos)
-                pos += 4
-                end = pos + length
-                if length < 0 or end > size:
-                    raise DecodeError(f"value of {length} bytes truncated at byte {pos}")
-                append(data[pos:end] if kind == 0x74 else BinaryValue(data[pos:end]))
-                pos = end
-            elif kind == 0x6E:  # 'n' null
-                append(None)
-            elif kind == 0x75:  # 'u' unchanged TOASTed value
-                append(UNCHANGED)
-            else:
-                raise DecodeError(f"unknown tuple value kind {chr(kind)!r} at byte {pos - 1}")
-        self.pos = pos
-        return tuple(values)
+        values, self.pos = _tuple_at(self.data, self.pos)
+        return values
 
     def done(self) -> None:
         if self.pos != len(self.data):
             raise DecodeError(f"{len(self.data) - self.pos} unexpected trailing bytes")
+
+
+def _tuple_at(data: bytes, pos: int) -> tuple[Tuple, int]:
+    """TupleData starting at ``pos``: its values and the position after it.
+
+    The hot path of decoding: one loop with local names, bounds checked by the indexing itself.
+    """
+    unpack_i32 = _I32.unpack_from
+    values: list[Value] = []
+    append = values.append
+    try:
+        count = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+        for _ in range(count):
+            kind = data[pos]
+            if kind == 0x74:  # 't' text: Int32 length + bytes
+                (length,) = unpack_i32(data, pos + 1)
+                start = pos + 5
+                pos = start + length
+                if length < 0 or pos > len(data):
+                    raise DecodeError(f"value of {length} bytes truncated at byte {start}")
+                append(data[start:pos])
+            elif kind == 0x6E:  # 'n' null
+                append(None)
+                pos += 1
+            elif kind == 0x75:  # 'u' unchanged TOASTed value
+                append(UNCHANGED)
+                pos += 1
+            elif kind == 0x62:  # 'b' binary: Int32 length + bytes
+                (length,) = unpack_i32(data, pos + 1)
+                start = pos + 5
+                pos = start + length
+                if length < 0 or pos > len(data):
+                    raise DecodeError(f"value of {length} bytes truncated at byte {start}")
+                append(BinaryValue(data[start:pos]))
+            else:
+                raise DecodeError(f"unknown tuple value kind {chr(kind)!r} at byte {pos}")
+    except (IndexError, struct.error) as exc:
+        raise DecodeError(f"message truncated at byte {pos}") from exc
+    return tuple(values), pos
+
+
+#: (op ``I``/``U``/``D``, relation id, new tuple, old tuple, old kind ``K``/``O``) of a row change
+RowChange = tuple[str, int, Tuple | None, Tuple | None, str | None]
+
+
+def row_change(data: bytes) -> RowChange | None:
+    """An Insert, Update or Delete message outside a streamed transaction (nearly every message a
+    capture reads) as plain fields, without building a message object. None: another message, or a
+    malformed one (:meth:`PgOutputDecoder.decode` then names what is wrong)."""
+    size = len(data)
+    if size < 8:
+        return None
+    kind = data[0]
+    relation_id = int.from_bytes(data[1:5], "big")
+    marker = data[5]
+    try:
+        if kind == 0x49:  # 'I' 'N' new
+            if marker != 0x4E:
+                return None
+            new, pos = _tuple_at(data, 6)
+            return ("I", relation_id, new, None, None) if pos == size else None
+        if kind == 0x44:  # 'D' ('K' key | 'O' old row)
+            if marker not in (0x4B, 0x4F):
+                return None
+            old, pos = _tuple_at(data, 6)
+            return ("D", relation_id, None, old, chr(marker)) if pos == size else None
+        if kind != 0x55:
+            return None
+        old_tuple: Tuple | None = None  # 'U' [('K' | 'O') old] 'N' new
+        old_kind: str | None = None
+        pos = 6
+        if marker in (0x4B, 0x4F):
+            old_tuple, pos = _tuple_at(data, 6)
+            old_kind = chr(marker)
+            if pos >= size or data[pos] != 0x4E:
+                return None
+            pos += 1
+        elif marker != 0x4E:
+            return None
+        new, pos = _tuple_at(data, pos)
+        return ("U", relation_id, new, old_tuple, old_kind) if pos == size else None
+    except DecodeError:
+        return None
 
 
 class PgOutputDecoder:
@@ -302,6 +356,16 @@ class PgOutputDecoder:
         """
         if not data:
             raise DecodeError("empty message")
+        if not self.in_stream:
+            change = row_change(data)
+            if change is not None:
+                op, relation_id, new, old, old_kind = change
+                if op == "I" and new is not None:
+                    return Insert(relation_id, new)
+                if op == "U" and new is not None:
+                    return Update(relation_id, new, old, old_kind)
+                if old is not None and old_kind is not None:
+                    return Delete(relation_id, old, old_kind)
         reader = _Reader(data)
         kind = reader.byte()
         message = self._decode(kind, reader)

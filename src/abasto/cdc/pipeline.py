@@ -56,6 +56,8 @@ DEFAULT_SLOT = "abasto_slot"
 DEFAULT_PUBLICATION = "abasto_pub"
 DEFAULT_SCHEMAS: tuple[str, ...] = ("sales", "behavior")
 DEFAULT_MAX_CHANGES = 20_000
+#: how long opening a session waits for the capture lock held by another (maybe dying) session
+LOCK_WAIT_S = 5.0
 
 _SESSION_SETTINGS = (
     "SET TimeZone = 'UTC'",
@@ -97,9 +99,11 @@ class CdcPipeline:
         schemas: Sequence[str] = DEFAULT_SCHEMAS,
         slot: str = DEFAULT_SLOT,
         publication: str = DEFAULT_PUBLICATION,
+        lock_wait_s: float = LOCK_WAIT_S,
     ) -> None:
         """``tables`` (``schema.table``) limits the capture; by default every table of ``schemas``,
-        including tables created there later.
+        including tables created there later. ``lock_wait_s``: how long opening a session waits for
+        the capture lock another session holds (a capture killed just now still holds it briefly).
 
         Raises:
             ConfigError: ``raw_uri`` cannot be opened.
@@ -110,6 +114,7 @@ class CdcPipeline:
         self.schemas = tuple(schemas)
         self.slot = slot
         self.publication = publication
+        self.lock_wait_s = lock_wait_s
         self._states = StateStore(self.raw, slot)
         self._conn: psycopg.Connection[Any] | None = None
         self._shapes: ShapeCatalog | None = None
@@ -283,10 +288,12 @@ class CdcPipeline:
             TerminalError: a failure retrying cannot fix (no full load, an unrepresentable change).
         """
         backoff = poll_interval
-        with self._session() as conn:
-            ensure_replica_identity(conn, self._published(conn))
+        prepared = False
         while not stop_event.is_set():
             try:
+                if not prepared:  # inside the retry loop: the server may be down when the worker starts
+                    self._prepare_run()
+                    prepared = True
                 result = self.capture_once(max_changes)
             except TransientError as exc:
                 log.warning("change capture failed, retrying in %.1fs: %s", backoff, exc)
@@ -298,6 +305,19 @@ class CdcPipeline:
                 on_batch(result)
             if result.drained:
                 stop_event.wait(poll_interval)
+
+    def _prepare_run(self) -> None:
+        """Give tables published since the full load the replica identity their changes need.
+
+        Raises:
+            ServiceUnavailableError: PostgreSQL failed or cannot be reached (retry later).
+        """
+        try:
+            with self._session() as conn:
+                ensure_replica_identity(conn, self._published(conn))
+        except psycopg.OperationalError as exc:
+            self._reset()
+            raise ServiceUnavailableError(f"change capture from {describe(self.dsn)} failed: {exc}") from exc
 
     # --- inspection and teardown ------------------------------------------------------------------
 
@@ -349,10 +369,7 @@ class CdcPipeline:
         try:
             for statement in _SESSION_SETTINGS:
                 conn.execute(statement.encode())
-            locked = conn.execute(
-                "SELECT pg_try_advisory_lock(hashtext(%s))", (f"abasto-cdc:{self.slot}",)
-            ).fetchone()
-            if not locked or not locked[0]:
+            if not self._take_capture_lock(conn):
                 raise TerminalError(
                     f"another change capture holds slot {self.slot}",
                     hint="stop the other `abasto cdc run` first",
@@ -361,6 +378,20 @@ class CdcPipeline:
             conn.close()
             raise
         return conn
+
+    def _take_capture_lock(self, conn: psycopg.Connection[Any]) -> bool:
+        """Take the slot's advisory lock, waiting up to ``lock_wait_s``: the session of a capture
+        that was just killed holds it until its server process notices the client is gone."""
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))", (f"abasto-cdc:{self.slot}",)
+            ).fetchone()
+            if row is not None and row[0]:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     def _shape_catalog(self, conn: psycopg.Connection[Any]) -> ShapeCatalog:
         if self._shapes is None:

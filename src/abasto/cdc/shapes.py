@@ -1,4 +1,4 @@
-"""Relation messages → typed table shapes, and tuple data → typed row images."""
+"""Relation messages → typed table shapes, and tuple data → row images (text values, typed when written)."""
 
 from __future__ import annotations
 
@@ -72,41 +72,35 @@ class ShapeCatalog:
             raise DecodeError(f"change for relation {relation_id} before its Relation message") from None
 
 
-def image(shape: TableShape, values: Tuple, *, old: Tuple | None = None) -> list[Any]:
-    """Typed row image of ``values``; unchanged TOASTed values are taken from ``old`` (the old row).
+def text_image(shape: TableShape, values: Tuple, *, old: Tuple | None = None) -> Tuple:
+    """Row image of ``values`` as sent (text ``bytes`` or None, typed later when written); unchanged
+    TOASTed values are taken from ``old`` (the old row).
 
     Raises:
         TerminalError: an unchanged TOASTed value with no old row to take it from (the table needs
-            REPLICA IDENTITY FULL), or a binary value (the capture never asks for binary).
-        DecodeError: a value does not parse as its column type, or the column count differs.
+            REPLICA IDENTITY FULL).
+        DecodeError: the column count differs from the table's.
     """
     if len(values) != len(shape.columns):
         raise DecodeError(f"{shape.qualified}: {len(values)} values for {len(shape.columns)} columns")
-    row: list[Any] = []
-    append = row.append
-    for index, (sent, typ) in enumerate(zip(values, shape.types, strict=True)):
-        value = sent
-        if value is None:
-            append(None)
-            continue
+    if UNCHANGED not in values:
+        return values
+    filled = list(values)
+    for index, value in enumerate(values):
         if value is UNCHANGED:
-            value = old[index] if old is not None else None
-            if not isinstance(value, bytes):  # no old row, only its key, or nothing usable in it
+            kept = old[index] if old is not None and len(old) == len(values) else None
+            if not isinstance(kept, bytes):  # no old row, only its key, or nothing usable in it
                 raise TerminalError(
                     f"{shape.qualified}.{shape.columns[index]}: an UPDATE left a large (TOASTed) value "
                     "unchanged and the change carries no copy of it",
                     hint=f"ALTER TABLE {shape.qualified} REPLICA IDENTITY FULL",
                 )
-        if not isinstance(value, bytes):
-            raise TerminalError(f"{shape.qualified}: binary tuple data was not requested")
-        try:
-            append(typ.parse(value.decode()))
-        except (ValueError, ArithmeticError) as exc:
-            column = f"{shape.qualified}.{shape.columns[index]}"
-            raise DecodeError(f"{column}: cannot parse {value[:60]!r} as {typ.arrow}") from exc
-    return row
+            filled[index] = kept
+    return tuple(filled)
 
 
-def key_image(shape: TableShape, values: Tuple) -> list[Any]:
-    """Image of a delete's old key/row: the columns it carries, nulls elsewhere."""
-    return image(shape, tuple(None if v is UNCHANGED else v for v in values))
+def text_key_image(shape: TableShape, values: Tuple) -> Tuple:
+    """Text image of a delete's old key/row: the columns it carries, nulls elsewhere."""
+    if UNCHANGED in values:
+        values = tuple(None if v is UNCHANGED else v for v in values)
+    return text_image(shape, values)
