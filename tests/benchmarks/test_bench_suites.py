@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 EXPECTED = {
     "realtime": (
         "processor_events_per_s",
+        "batched_end_to_end_events_per_s",
         "alert_latency_p50_ms",
         "alert_latency_p99_ms",
         "mqtt_ingest_events_per_s",
