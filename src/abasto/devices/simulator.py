@@ -13,7 +13,8 @@ hour, then customers arrive uniformly until the hour ends or the shelf empties a
 * a ``Heartbeat`` every hour of the day.
 
 Deterministic by seed (one random stream per store). Events are published over MQTT (what the
-devices do: QoS 1, per-store credentials, topic ``pos/<store_id>/<device_id>``) or straight into
+devices do: QoS 1, per-store credentials, topic ``pos/<store_id>/<device_id>``, persistent
+sessions that ride out a broker restart and re-send what was not acknowledged) or straight into
 the stream port (for speed and tests).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -253,6 +255,11 @@ class PublishReport:
     #: dropped by the stream as already stored (same device and seq)
     duplicates: int = 0
     per_store: dict[str, int] = field(default_factory=dict)
+    #: MQTT: reconnections after a lost connection (a broker restart, a network cut)
+    reconnects: int = 0
+    #: MQTT: messages unacknowledged when a connection dropped, hence re-sent (an upper bound of
+    #: the duplicates a broker restart can leave in the stream)
+    resent: int = 0
 
     @property
     def rate(self) -> float:
@@ -275,42 +282,113 @@ def registry_credentials(settings: Settings) -> CredentialsFor:
 
 
 class _StoreClient:
-    """One MQTT connection per store, logged in with the store's credentials."""
+    """One MQTT connection per store, logged in with the store's credentials.
+
+    Survives a broker restart: a persistent session (``clean_session=False``) under a stable client
+    id, paho's reconnect loop with backoff, and paho's outgoing queue, which keeps every QoS 1
+    message until its PUBACK and re-sends those still unacknowledged (DUP flag) after a reconnect.
+    """
 
     def __init__(
-        self, store_id: str, *, host: str, port: int, username: str, password: str, inflight: int
+        self,
+        store_id: str,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        inflight: int,
+        persistent: bool,
+        backoff_s: tuple[int, int],
     ) -> None:
         self.store_id = store_id
         self.connected = threading.Event()
         self.refused: str | None = None
+        self.sent = 0
         self.acked = 0
+        self.reconnects = 0
+        #: messages published but not acknowledged when a connection dropped (re-sent after it)
+        self.resent = 0
+        #: monotonic time the connection was lost; None while connected
+        self.down_since: float | None = None
+        self.last_disconnect: str | None = None
+        self._ever_connected = False
         self._lock = threading.Lock()
+        client_id = (
+            mqtt_client_id(store_id) if persistent else f"{mqtt_client_id(store_id)}-{uuid.uuid4().hex[:8]}"
+        )
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"{device_id_for(store_id)}-{int(time.time() * 1000) % 100000}",
+            client_id=client_id,
             protocol=mqtt.MQTTv311,
-            clean_session=True,
+            clean_session=not persistent,
         )
         self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(inflight)
-        self.client.max_queued_messages_set(0)
+        self.client.max_queued_messages_set(0)  # unbounded: nothing is dropped while disconnected
+        low, high = backoff_s
+        self.client.reconnect_delay_set(min_delay=low, max_delay=high)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if getattr(reason, "is_failure", False):
-            self.refused = str(reason)
+        with self._lock:
+            if getattr(reason, "is_failure", False):
+                self.refused = str(reason)
+            else:
+                self.refused = None
+                if self._ever_connected:
+                    self.reconnects += 1
+                self._ever_connected = True
+                self.down_since = None
         self.connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        with self._lock:
+            self.last_disconnect = str(reason)
+            if self.down_since is None:  # a live connection dropped (not a failed reconnect)
+                self.down_since = time.monotonic()
+                self.resent += self.sent - self.acked
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:
             self.acked += 1
 
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    def publish(self, topic: str, data: bytes) -> None:
+        with self._lock:
+            self.sent += 1
+        info = self.client.publish(topic, data, qos=1)
+        if info.rc not in _QUEUED:
+            raise ServiceUnavailableError(
+                f"MQTT publish on {topic} for store {self.store_id} failed: {mqtt.error_string(info.rc)}",
+                hint="the message was not queued; check the broker and the client's limits",
+            )
+
+    def unacked(self) -> int:
+        with self._lock:
+            return self.sent - self.acked
+
+
+def _close_all(clients: Iterable[_StoreClient]) -> None:
+    """Disconnect every client first (a reconnect wait ends within a second of it), then join
+    their network threads: closing them one by one would wait for each backoff in turn."""
+    clients = list(clients)
+    for c in clients:
+        c.client.disconnect()
+    for c in clients:
+        c.client.loop_stop()
+
+
+#: publish return codes for a message paho keeps and sends (now, or once reconnected)
+_QUEUED: Final = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_CONN_LOST)
+
+
+def mqtt_client_id(store_id: str) -> str:
+    """The stable MQTT client id of a store's connection (its persistent session's key)."""
+    return f"abasto-pos-{store_id}"
 
 
 def publish_mqtt(
@@ -322,12 +400,28 @@ def publish_mqtt(
     speed: float | None = None,
     inflight: int = 500,
     timeout_s: float = 120.0,
+    persistent: bool = True,
+    outage_s: float = 60.0,
+    backoff_s: tuple[int, int] = (1, 8),
 ) -> PublishReport:
     """Publish like the devices do: QoS 1 to ``pos/<store_id>/<device_id>``, one connection per store.
 
     ``speed`` None = as fast as the broker acknowledges; ``speed`` N = N× real time (event-time gaps
-    divided by N). Returns when every message is acknowledged (PUBACK) or raises
-    ServiceUnavailableError after ``timeout_s``.
+    divided by N). Returns when every message is acknowledged (PUBACK).
+
+    Broker restarts are survived: each connection reconnects with exponential backoff
+    (``backoff_s`` = first and longest wait, seconds), messages published while it is down are
+    queued, and every message not yet acknowledged when the connection dropped is re-sent; with
+    ``persistent`` the session is kept under a stable client id (:func:`mqtt_client_id`). A re-sent
+    message the broker had already stored before it went down is stored twice: MQTT 3.1.1 carries
+    no message id for JetStream's duplicate window, so readers drop it by (device_id, seq)
+    (``PublishReport.resent`` bounds how many there can be). One publisher per store at a time: a
+    second connection under the same client id takes the session over (``persistent=False`` gives
+    each connection a unique id and a clean session).
+
+    Raises:
+        ServiceUnavailableError: a connection refused or not made at the start; a connection down
+            for longer than ``outage_s``; or messages still unacknowledged after ``timeout_s``.
     """
     store_ids = sorted({e.store_id for e in events})
     clients: dict[str, _StoreClient] = {}
@@ -335,38 +429,67 @@ def publish_mqtt(
         for s in store_ids:
             user, password = credentials(s)
             clients[s] = _StoreClient(
-                s, host=host, port=port, username=user, password=password, inflight=inflight
+                s,
+                host=host,
+                port=port,
+                username=user,
+                password=password,
+                inflight=inflight,
+                persistent=persistent,
+                backoff_s=backoff_s,
             )
         deadline = time.monotonic() + timeout_s
         for c in clients.values():
             if not c.connected.wait(max(0.0, deadline - time.monotonic())) or c.refused:
-                why = c.refused or "timeout"
+                why = c.refused or f"no connection in {timeout_s:.0f}s"
                 raise ServiceUnavailableError(
-                    f"MQTT connection for store {c.store_id} to {host}:{port}: {why}"
+                    f"MQTT connection for store {c.store_id} to {host}:{port}: {why}",
+                    hint="is the broker up (abasto up) and the store registered (abasto devices add)?",
                 )
         payloads = [(e.store_id, pos_topic(e.store_id, e.device_id), encode_event(e)) for e in events]
-        sent: dict[str, int] = dict.fromkeys(store_ids, 0)
         started = time.perf_counter()
         first_time = events[0].event_time if events else None
-        for event, (store_id, topic, data) in zip(events, payloads, strict=True):
+        for i, (event, (store_id, topic, data)) in enumerate(zip(events, payloads, strict=True)):
             if speed is not None and first_time is not None:
                 due = started + (event.event_time - first_time).total_seconds() / speed
                 pause = due - time.perf_counter()
                 if pause > 0:
                     time.sleep(pause)
-            info = clients[store_id].client.publish(topic, data, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise ServiceUnavailableError(f"MQTT publish on {topic} failed: rc={info.rc}")
-            sent[store_id] += 1
-        while any(clients[s].acked < sent[s] for s in store_ids):
+            if i % 256 == 0:
+                _check_outage(clients.values(), host, port, outage_s)
+            clients[store_id].publish(topic, data)
+        while any(c.unacked() > 0 for c in clients.values()):
+            _check_outage(clients.values(), host, port, outage_s)
             if time.monotonic() > deadline:
-                missing = sum(sent[s] - clients[s].acked for s in store_ids)
-                raise ServiceUnavailableError(f"{missing} MQTT messages not acknowledged in {timeout_s}s")
+                missing = sum(c.unacked() for c in clients.values())
+                raise ServiceUnavailableError(
+                    f"{missing} MQTT messages to {host}:{port} not acknowledged in {timeout_s:.0f}s",
+                    hint="the broker is slow or flapping; raise timeout_s or check its log",
+                )
             time.sleep(0.005)
-        return PublishReport(events=len(events), seconds=time.perf_counter() - started, per_store=sent)
+        return PublishReport(
+            events=len(events),
+            seconds=time.perf_counter() - started,
+            per_store={s: clients[s].sent for s in store_ids},
+            reconnects=sum(c.reconnects for c in clients.values()),
+            resent=sum(c.resent for c in clients.values()),
+        )
     finally:
-        for c in clients.values():
-            c.close()
+        _close_all(clients.values())
+
+
+def _check_outage(clients: Iterable[_StoreClient], host: str, port: int, outage_s: float) -> None:
+    """Raise if a connection has been down for longer than ``outage_s``."""
+    now = time.monotonic()
+    for c in clients:
+        since = c.down_since
+        if since is not None and now - since > outage_s:
+            why = c.refused or c.last_disconnect or "connection lost"
+            raise ServiceUnavailableError(
+                f"MQTT broker {host}:{port} unreachable for store {c.store_id} for {now - since:.0f}s "
+                f"({why}); {c.unacked()} of its messages not acknowledged",
+                hint="start the broker (abasto up) or raise outage_s; unacknowledged messages may be lost",
+            )
 
 
 async def publish_stream(
