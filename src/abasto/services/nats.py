@@ -109,8 +109,9 @@ class NatsService:
     def ready(self) -> None:
         """Nothing to set up after start: abasto's streams are created by the stream layer."""
 
-    def stop(self, timeout_s: float = 15.0) -> int | None:
-        return self.daemon.stop(first=signal.SIGTERM, timeout_s=timeout_s)
+    def stop(self, timeout_s: float = 35.0) -> int | None:
+        """Stop in lame-duck mode (see the config): MQTT sessions and PUBACKed messages survive."""
+        return self.daemon.stop(first=signal.SIGUSR2, timeout_s=max(timeout_s, 35.0))
 
     def health(self) -> Health:
         n = self.settings.nats

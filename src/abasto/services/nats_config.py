@@ -88,6 +88,11 @@ host: {_q(nats.host)}
 port: {nats.port}
 http: {_q(f"{nats.host}:{nats.monitor_port}")}
 logtime: true
+# stop (SIGUSR2) in lame-duck mode: stop accepting, then close clients over the duration; a plain
+# SIGTERM can drop QoS 1 publishes already PUBACKed to MQTT devices (30 s is the server's minimum;
+# with no client connected it stops at once)
+lame_duck_duration: "30s"
+lame_duck_grace_period: "1s"
 
 jetstream {{
   store_dir: {_q(str(settings.nats_store_dir))}
