@@ -15,6 +15,13 @@ embedded nats-server with JetStream + MQTT under a temp home, on free ports):
   5,000 events/s while the processor runs; latency = the triggering event's publish → its alert
   seen on ``alerts.>`` (the processor's publish). Limit: the p50/p99 JetStream publish → pull
   consume latency of plain messages (the same payloads, same pace, same consumer port) in the run.
+* ``batched_end_to_end_events_per_s`` — batched device records (``abasto.pos.batch/v1``, one
+  store device's events of up to an hour, ≤ 1,000 a message) published into POS, then the
+  processor (→ ALERTS) and the raw delivery (→ raw Parquet) both consuming them, one worker each
+  in this one process (they share one core): events/s from the first publish to the last raw file
+  written with the processor idle. Limit ``batched_jetstream_consume_events_per_s``: a plain pull
+  consumer fetching + acking the same batch messages, counted in events. Also against the issue's
+  target (``batched_end_to_end_vs_target_events_per_s``, limit 100,000 events/s).
 * ``state_memory_mb_per_100k_keys`` — tracemalloc growth of an Engine fed a stock reading and a
   sale for ≥100k store×SKU keys (per-pair state, watermarks, dedup of the devices), per 100k keys;
   limit: the same keys in a plain dict of tuples (3 floats).
@@ -24,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import statistics
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -32,17 +41,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-import nats
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from abasto.benchmarks._services import embedded, percentile
 from abasto.benchmarks.harness import Figure
+from abasto.benchmarks.paced import PacedPublisher, PacedRun
 from abasto.contracts.alerts import Alert
 from abasto.contracts.events import DeviceEvent, SaleScan, StockReading, encode_event
 from abasto.contracts.patterns import DemandPattern
+from abasto.delivery import DeliveryConfig, RawDelivery
+from abasto.devices.batching import batch_events, batch_messages
 from abasto.devices.registry import CredentialRegistry
 from abasto.devices.simulator import (
     PublishReport,
@@ -60,10 +72,12 @@ from abasto.realtime.tuning import DetectorTuning
 from abasto.services import nats_connect_options, reload_nats
 from abasto.settings import Settings, WorldSettings
 from abasto.stream.jetstream import JetStreamEventStream
-from abasto.stream.port import EventStream, OutgoingMessage, StreamSpec
+from abasto.stream.port import EventStream, StreamSpec
 from abasto.stream.topology import POS_STREAM, abasto_streams, pos_subject, pos_topic
 from abasto.world import World, generate
 from abasto.world.views import sellout_history
+
+log = logging.getLogger(__name__)
 
 PACE_EVENTS_PER_S = 5_000
 #: fetch batch of the latency runs (processor and plain consumer alike): 10 ms of events at the pace
@@ -112,6 +126,7 @@ def run(*, quick: bool = False) -> list[Figure]:
     with embedded("realtime", only=("nats",)) as settings:
         figures += asyncio.run(_processor_and_latency(settings, world, pattern, events, plan))
         figures.append(_mqtt_figure(settings, events[: plan.mqtt_events], plan.repeats))
+        figures += asyncio.run(_batched_end_to_end(settings, world, pattern, events, plan.repeats))
     figures.append(_memory_figure(world, pattern, plan.memory_keys))
     return figures
 
@@ -124,21 +139,21 @@ def _engine(world: World, pattern: DemandPattern, settings: Settings) -> Engine:
 
 
 class _TimedEngine(Engine):
-    """The engine, remembering for each alert when its triggering message was published."""
+    """The engine, remembering for each alert the index of the payload that triggered it."""
 
-    def __init__(self, *args: Any, sent: dict[bytes, float], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, index: dict[bytes, int], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sent = sent
-        self.triggered_at: dict[str, float] = {}
+        self.index = index
+        self.triggered_by: dict[str, int] = {}
 
     def process(self, subject: str, data: bytes) -> list[Output]:
         out = super().process(subject, data)
         if out:
-            at = self.sent.get(data)
-            if at is not None:
+            k = self.index.get(data)
+            if k is not None:
                 for o in out:
                     if isinstance(o, Alert):
-                        self.triggered_at.setdefault(o.alert_id, at)
+                        self.triggered_by.setdefault(o.alert_id, k)
         return out
 
 
@@ -165,11 +180,12 @@ async def _processor_and_latency(
 
         lat: list[tuple[float, float]] = []
         rtt: list[tuple[float, float]] = []
-        payloads = [(pos_subject(e.store_id, e.device_id), encode_event(e)) for e in events]
+        unique = {encode_event(e): pos_subject(e.store_id, e.device_id) for e in events}
         count = int(PACE_EVENTS_PER_S * plan.latency_s)
-        payloads = payloads[:count]  # each payload once: publish times are keyed by payload
+        # each payload once (the engine finds an alert's trigger by payload), in event order
+        payloads = [(subject, data) for data, subject in unique.items()][:count]
         for i in range(plan.latency_repeats):
-            rtt.append(await _plain_round_trip(stream, payloads, i))
+            rtt.append(await _plain_round_trip(stream, options, payloads, i))
             lat.append(await _alert_latency(stream, options, world, pattern, settings, payloads, i))
     return [
         Figure(
@@ -211,52 +227,34 @@ async def _plain_consume(stream: EventStream, durable: str, start: int, n: int) 
     return got / (time.perf_counter() - t0)
 
 
-async def _paced_publish(
-    stream: EventStream, payloads: list[tuple[str, bytes]], sent: dict[bytes, float], msg_ids: bool = False
-) -> None:
-    """Publish at PACE_EVENTS_PER_S in 10 ms ticks, recording each payload's publish time."""
-    per_tick = max(1, PACE_EVENTS_PER_S // 100)
-    t0 = time.perf_counter()
-    for i in range(0, len(payloads), per_tick):
-        delay = t0 + i / PACE_EVENTS_PER_S - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        chunk = payloads[i : i + per_tick]
-        now = time.perf_counter()
-        for _, data in chunk:
-            sent[data] = now
-        await stream.publish_batch([OutgoingMessage(s, d) for s, d in chunk])
-
-
 async def _plain_round_trip(
-    stream: EventStream, payloads: list[tuple[str, bytes]], run: int
+    stream: EventStream, options: dict[str, object], payloads: list[tuple[str, bytes]], run: int
 ) -> tuple[float, float]:
-    """p50/p99 ms from JetStream publish to a pull consumer's fetch of plain messages at the same pace."""
+    """p50/p99 ms from JetStream publish to a pull consumer's fetch of plain messages at the same pace.
+
+    The publisher is a separate process (:mod:`abasto.benchmarks.paced`); times are CLOCK_MONOTONIC.
+    """
     name = f"BENCHRTT{run}"
     await stream.ensure_streams([StreamSpec(name=name, subjects=(f"benchrtt{run}.>",))])
     consumer = await stream.consumer(name, f"bench-rtt-{run}", ack_wait_s=60.0, max_ack_pending=4_000)
-    batch = LATENCY_BATCH
-    sent: dict[bytes, float] = {}
-    lat: list[float] = []
-    done = asyncio.Event()
-
-    async def consume() -> None:
-        while not (done.is_set() and len(lat) >= len(payloads)):
-            msgs = await consumer.fetch(batch, timeout_s=0.5)
-            now = time.perf_counter()
+    index = {data: k for k, (_, data) in enumerate(payloads)}
+    got: dict[int, float] = {}
+    plain = [(f"benchrtt{run}.{s}", d) for s, d in payloads]
+    async with PacedPublisher(options, plain, PACE_EVENTS_PER_S) as publisher:
+        publisher.go()
+        deadline = time.monotonic() + len(payloads) / PACE_EVENTS_PER_S + 60
+        while len(got) < len(payloads) and time.monotonic() < deadline:
+            msgs = await consumer.fetch(LATENCY_BATCH, timeout_s=0.5)
+            now = time.monotonic()
             for m in msgs:
-                at = sent.get(m.data)
-                if at is not None:
-                    lat.append((now - at) * 1000)
+                got.setdefault(index[m.data], now)
                 await m.ack()
-            if done.is_set() and not msgs:
-                break
-
-    task = asyncio.create_task(consume())
-    await _paced_publish(stream, [(f"benchrtt{run}.{s}", d) for s, d in payloads], sent)
-    done.set()
-    await asyncio.wait_for(task, timeout=60)
+        run_info = await publisher.stop()
     await stream.delete_stream(name)
+    if len(got) < len(payloads):
+        raise ServiceUnavailableError(f"only {len(got)} of {len(payloads)} plain messages consumed")
+    _log_pace(run_info, "plain")
+    lat = [(at - run_info.sent[k]) * 1000 for k, at in got.items()]
     return percentile(lat, 0.5), percentile(lat, 0.99)
 
 
@@ -269,10 +267,16 @@ async def _alert_latency(
     payloads: list[tuple[str, bytes]],
     run: int,
 ) -> tuple[float, float]:
-    """p50/p99 ms from an event's publish into POS to its alert's publish on ALERTS (processor running)."""
-    sent: dict[bytes, float] = {}
+    """p50/p99 ms from an event's publish into POS to its alert's arrival on ``alerts.>``.
+
+    A separate process publishes the events at the pace and listens to ``alerts.>`` (one clock for
+    both ends); the processor runs here, its engine noting which event triggered each alert.
+    """
     engine = _TimedEngine(
-        pattern, reference_from_world(world), DetectorTuning.from_settings(settings.realtime), sent=sent
+        pattern,
+        reference_from_world(world),
+        DetectorTuning.from_settings(settings.realtime),
+        index={data: k for k, (_, data) in enumerate(payloads)},
     )
     start = (await stream.stream_state(POS_STREAM)).last_seq + 1
     processor = Processor(
@@ -282,34 +286,112 @@ async def _alert_latency(
         start_seq=start,
         batch_size=LATENCY_BATCH,
     )
-    seen: dict[str, float] = {}
-    nc = await nats.connect(**options)  # type: ignore[arg-type]
-
-    async def on_alert(msg: Any) -> None:
-        alert_id = (msg.headers or {}).get("Nats-Msg-Id")
-        if alert_id is not None:
-            seen.setdefault(alert_id, time.perf_counter())
-
+    stop = asyncio.Event()
+    task = asyncio.create_task(processor.run(stop))
     try:
-        await nc.subscribe("alerts.>", cb=on_alert)
-        await nc.flush()
-        stop = asyncio.Event()
-        task = asyncio.create_task(processor.run(stop))
-        await _paced_publish(stream, payloads, sent)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # let the processor drain what was published
-            if engine.metrics.received >= len(payloads) and set(engine.triggered_at) <= set(seen):
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+        async with PacedPublisher(options, payloads, PACE_EVENTS_PER_S, listen="alerts.>") as publisher:
+            publisher.go()
+            await publisher.published(timeout_s=len(payloads) / PACE_EVENTS_PER_S + 60)
+            deadline = time.monotonic() + 30
+            while engine.metrics.received < len(payloads) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # let the processor drain what was published
+            await asyncio.sleep(0.3)  # the last alerts reach the listener
+            run_info = await publisher.stop()
+    finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
-    finally:
-        await nc.drain()
-    lat = [(seen[a] - t) * 1000 for a, t in engine.triggered_at.items() if a in seen]
+    _log_pace(run_info, "alerts")
+    lat = [
+        (run_info.seen[a] - run_info.sent[k]) * 1000
+        for a, k in engine.triggered_by.items()
+        if a in run_info.seen
+    ]
     if not lat:
         raise ServiceUnavailableError("no alert was raised during the latency run")
     return percentile(lat, 0.5), percentile(lat, 0.99)
+
+
+def _log_pace(run: PacedRun, what: str) -> None:
+    log.info(
+        "%s latency run: %d messages at %.0f/s (target %d/s), worst publish %.1f ms behind schedule",
+        what,
+        len(run.sent),
+        run.rate,
+        PACE_EVENTS_PER_S,
+        run.max_behind_s * 1000,
+    )
+
+
+# --- batched records end to end ------------------------------------------------------------------
+
+#: a store device sends what it collected over at most an hour, at most this many events a message
+BATCH_WINDOW = timedelta(hours=1)
+BATCH_MAX_EVENTS = 1_000
+#: messages per fetch of the batched runs (processor, delivery and plain consumer alike)
+BATCH_FETCH = 20
+TARGET_EVENTS_PER_S = 100_000
+
+
+async def _batched_end_to_end(
+    settings: Settings, world: World, pattern: DemandPattern, events: list[DeviceEvent], repeats: int
+) -> list[Figure]:
+    """Batched records → processor (ALERTS) + raw delivery (Parquet), vs a plain consume of them."""
+    batches = batch_events(events, max_events=BATCH_MAX_EVENTS, window=BATCH_WINDOW)
+    n_events, n_msgs = sum(len(b.events) for b in batches), len(batches)
+    options = nats_connect_options(settings)
+    e2e: list[float] = []
+    plain: list[float] = []
+    async with JetStreamEventStream.from_connect_options(options, name="bench-batched") as stream:
+        await stream.ensure_streams(abasto_streams(settings.nats))
+        for i in range(repeats):
+            start = (await stream.stream_state(POS_STREAM)).last_seq + 1
+            # each repeat publishes its own copy: suffixed ids, or the stream would drop them as dups
+            msgs = batch_messages(batches, msg_id_suffix=f"#{i}")
+            with tempfile.TemporaryDirectory(prefix="abasto-bench-raw-") as raw:
+                processor = Processor(
+                    stream,
+                    _engine(world, pattern, settings),
+                    durable=f"bench-batched-proc-{i}",
+                    start_seq=start,
+                    batch_size=BATCH_FETCH,
+                )
+                config = DeliveryConfig(
+                    durable=f"bench-batched-raw-{i}",
+                    start_seq=start,
+                    fetch_batch=BATCH_FETCH,
+                    fetch_timeout_s=0.2,
+                )
+                delivery = RawDelivery(stream, Path(raw).as_uri(), config)
+                t0 = time.perf_counter()
+                for k in range(0, n_msgs, 200):
+                    await stream.publish_batch(msgs[k : k + 200])
+                await asyncio.gather(processor.run_until_idle(), delivery.run_until_idle())
+                e2e.append(n_events / (time.perf_counter() - t0))
+                if processor.engine.metrics.accepted != n_events or delivery.metrics.rows_written != n_events:
+                    raise ServiceUnavailableError(
+                        f"batched run {i}: {processor.engine.metrics.accepted} events processed and "
+                        f"{delivery.metrics.rows_written} rows written, expected {n_events}"
+                    )
+            per_msg = n_events / n_msgs
+            plain.append(await _plain_consume(stream, f"bench-batched-plain-{i}", start, n_msgs) * per_msg)
+    value = statistics.median(e2e)
+    unit = f"events/s (batched records, {n_events / n_msgs:.1f} events a message → processor + raw delivery)"
+    return [
+        Figure(
+            "batched_end_to_end_events_per_s",
+            unit,
+            value,
+            "batched_jetstream_consume_events_per_s (fetch + ack of the same batch messages)",
+            statistics.median(plain),
+        ),
+        Figure(
+            "batched_end_to_end_vs_target_events_per_s",
+            unit,
+            value,
+            "issue3_target_events_per_s",
+            float(TARGET_EVENTS_PER_S),
+        ),
+    ]
 
 
 # --- MQTT ingest -----------------------------------------------------------------------------------

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -23,20 +22,13 @@ from abasto.errors import InvalidInputError
 from abasto.ml import negbin
 from abasto.ml._estimate import Estimate, FitConfig, estimate
 from abasto.ml._frame import HOURS_PER_WEEK, prepare, to_pandas, zone
+from abasto.ml._hours import HOUR_US, LocalHours, micros
 
 __all__ = ["FitConfig", "PatternModel", "calendar_from_history", "fit_pattern"]
 
 FORMAT = 1
 _META_KEY = b"abasto.pattern"
-_HOUR = timedelta(hours=1)
 UNREGISTERED = "unregistered"
-
-
-@dataclass(frozen=True)
-class _Segment:
-    how: int  # local hour of week
-    day: date  # local date
-    hours: float  # fraction of the hour inside the window
 
 
 class PatternModel:
@@ -76,6 +68,7 @@ class PatternModel:
             for i, (s, k) in enumerate(zip(self._series["store_id"], self._series["sku"], strict=True))
         }
         self._alphas = [self._dispersion.get(str(g), (0.0, 0.0)) for g in self._series["group"]]
+        self._hours = LocalHours(self._tz, self._day_factor)
 
     # --- DemandPattern ---------------------------------------------------------------------
     @property
@@ -95,6 +88,32 @@ class PatternModel:
         """Expected units between two instants; partial hours count pro rata."""
         mu, _ = self._moments(store_id, sku, start, end)
         return mu
+
+    def hourly_rates(self, store_id: str, sku: str, origin_s: float, first: int, last: int) -> list[float]:
+        """``rate`` at ``origin_s + k·3600`` epoch seconds for ``first <= k < last``, the same floats.
+
+        For callers tabulating a series hour by hour (the stream processor's expected demand).
+        """
+        i = self._index.get((str(store_id), str(sku)))
+        if i is None:
+            return [0.0] * max(0, last - first)
+        row: list[float] = self._rates[i].tolist()
+        label = self._hours.label
+        out: list[float] = []
+        if origin_s.is_integer() and abs(origin_s) + last * 3600.0 < 2.0**53:
+            # origin_s + k·3600 is an exact whole second: step exact microseconds instead
+            base = int(origin_s) * 1_000_000
+            get = self._hours.starts.get
+            for k in range(first, last):
+                t = base + k * HOUR_US
+                hit = get(t)
+                how, _, factor, _ = label(t) if hit is None else hit
+                out.append(row[how] * factor)
+            return out
+        for k in range(first, last):
+            how, _, factor, _ = label(micros(datetime.fromtimestamp(origin_s + k * 3600.0, UTC)))
+            out.append(row[how] * factor)
+        return out
 
     # --- uncertainty -----------------------------------------------------------------------
     def variance(self, store_id: str, sku: str, start: datetime, end: datetime) -> float:
@@ -267,34 +286,45 @@ class PatternModel:
             factor *= self._day_mult.get(flag, 1.0)
         return factor
 
-    def _segments(self, start: datetime, end: datetime) -> list[_Segment]:
-        t = _aware(start, "start").astimezone(UTC)
-        stop = _aware(end, "end").astimezone(UTC)
-        out: list[_Segment] = []
-        while t < stop:
-            local = t.astimezone(self._tz)
-            hour_start = t - timedelta(
-                minutes=local.minute, seconds=local.second, microseconds=local.microsecond
-            )
-            nxt = min(hour_start + _HOUR, stop)
-            out.append(_Segment(local.weekday() * 24 + local.hour, local.date(), (nxt - t) / _HOUR))
-            t = nxt
-        return out
-
     def _moments(self, store_id: str, sku: str, start: datetime, end: datetime) -> tuple[float, float]:
-        segments = self._segments(start, end)
+        """Mean and variance of units sold in [start, end).
+
+        Walks the local hours of the window (partial hours pro rata); for each, ``m`` = rate ×
+        day factor × fraction of the hour; ``μ = Σ m``, ``Var = μ + α_hour·Σ m² + α_day·Σ_day (Σ m)²``.
+        Instants are exact microseconds and local-hour labels come from a cache (see
+        :mod:`abasto.ml._hours`), in the order and with the arithmetic of a datetime walk.
+        """
+        t = micros(_aware(start, "start"))
+        stop = micros(_aware(end, "end"))
         i = self._index.get((str(store_id), str(sku)))
-        if i is None or not segments:
+        if i is None or t >= stop:
             return 0.0, 0.0
         a_hour, a_day = self._alphas[i]
-        row = self._rates[i]
+        row: list[float] = self._rates[i].tolist()
+        label, get = self._hours.label, self._hours.starts.get
         mu = sq = 0.0
+        # per day, the running sum of its m's; the current day's sum is kept aside (``in_day``) and
+        # stored when the walk leaves the day: the same additions in the same order as adding each
+        # m into the dict, whose insertion order (first visit of each day) is also kept
         per_day: dict[date, float] = {}
-        for seg in segments:
-            m = float(row[seg.how]) * self._day_factor(seg.day) * seg.hours
+        how, cur, factor, into = label(t)
+        day, in_day = cur, 0.0
+        while True:
+            nxt = t - into + HOUR_US
+            nxt = min(nxt, stop)
+            m = row[how] * factor * ((nxt - t) / HOUR_US)
             mu += m
             sq += m * m
-            per_day[seg.day] = per_day.get(seg.day, 0.0) + m
+            if day != cur:
+                per_day[cur] = in_day
+                cur, in_day = day, per_day.get(day, 0.0)
+            in_day += m
+            if nxt >= stop:
+                break
+            t = nxt
+            hit = get(t)
+            how, day, factor, into = label(t) if hit is None else hit
+        per_day[cur] = in_day
         var = mu + a_hour * sq + a_day * sum(v * v for v in per_day.values())
         return mu, var
 

@@ -16,6 +16,7 @@ so a caller converting an instant once can ask several windows.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeAlias
 from zoneinfo import ZoneInfo
@@ -33,6 +34,9 @@ _MAX_SPAN_S = 21 * 24 * _HOUR_S
 #: seconds of its first local hour, rates[i] the rate of hour i and cum[i] = sum(rates[:i]) summed in
 #: order; cum[4k] is at 1 + 5k, rates[i] at 2 + i + i // 4, and cum[n] is stored when 4 divides n
 _Series: TypeAlias = "array[float]"
+#: (store_id, sku, origin_s, first, last) → the rates at ``origin_s + k·3600`` epoch seconds for
+#: ``first <= k < last``
+_Tabulate: TypeAlias = Callable[[str, str, float, int, int], list[float]]
 _BLOCK = 4
 
 
@@ -64,6 +68,10 @@ def _cum_at(data: _Series, n: int, t: float) -> float:
 class ExpectedDemand:
     def __init__(self, pattern: DemandPattern, timezone: str) -> None:
         self._pattern = pattern
+        #: the pattern's own tabulation (``PatternModel.hourly_rates``: the same floats as ``rate``
+        #: at each hour, without a datetime conversion per hour), when it offers one
+        tabulate = getattr(pattern, "hourly_rates", None)
+        self._tabulate: _Tabulate | None = tabulate if callable(tabulate) else None
         self._tz = ZoneInfo(timezone)
         self._series: dict[str, dict[str, _Series]] = {}
 
@@ -138,8 +146,12 @@ class ExpectedDemand:
         for r in data[len(data) - have % _BLOCK :]:
             total = total + r
         new: _Series = array("d")
-        for k in range(have, need):
-            r = float(rate(store_id, sku, datetime.fromtimestamp(origin + k * _HOUR_S, UTC)))
+        if self._tabulate is not None:
+            rates = self._tabulate(store_id, sku, origin, have, need)
+        else:
+            at = [datetime.fromtimestamp(origin + k * _HOUR_S, UTC) for k in range(have, need)]
+            rates = [float(rate(store_id, sku, t)) for t in at]
+        for k, r in enumerate(rates, start=have):
             total = total + r
             new.append(r)
             if (k + 1) % _BLOCK == 0:

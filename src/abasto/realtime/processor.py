@@ -2,7 +2,8 @@
 
 Per batch: fetch from the durable pull consumer, run each message through the engine, publish the
 outputs (alerts with ``Nats-Msg-Id`` = alert id, dead letters ``dlq:<stream seq>`` with the reason
-header) and wait for the stream's acknowledgements.
+header) and wait for the stream's acknowledgements. An output is not held behind a slow batch: once
+it has waited ``OUTPUT_BUDGET_S``, the outputs so far are published before the batch goes on.
 
 Without a checkpoint store (the demo), the inputs are then acknowledged: at-least-once, and a
 restart starts from an empty state.
@@ -37,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abasto.contracts.alerts import Alert, encode_alert
+from abasto.contracts.batches import BATCH_INDEX_HEADER
 from abasto.errors import ConfigError, ServiceUnavailableError, is_transient
 from abasto.realtime.checkpoint import Checkpoint, CheckpointStore
 from abasto.realtime.engine import DeadLetter, Engine, Output
@@ -56,6 +58,8 @@ from abasto.stream.topology import (
 log = logging.getLogger(__name__)
 
 _MAX_DETAIL = 240
+#: at most this long an output waits behind the rest of its batch before it is published
+OUTPUT_BUDGET_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +215,24 @@ class Processor:
 
     async def _handle(self, msgs: list[StreamMessage], stop: asyncio.Event | None = None) -> None:
         outgoing: list[OutgoingMessage] = []
+        oldest = 0.0  # when the first output still unpublished was produced
         for msg in msgs:
             if msg.stream_seq <= self.position:
                 self.skipped += 1  # applied before a lost ack (or a crash): its outputs are stored
                 continue
-            for out in self.engine.process(msg.subject, msg.data):
-                outgoing.append(_to_message(out, msg))
+            outs = self.engine.process(msg.subject, msg.data)
+            if outs:
+                if not outgoing:
+                    oldest = time.monotonic()
+                outgoing += [_to_message(out, msg) for out in outs]
             self.position = msg.stream_seq
             self.applied += 1
+            if outgoing and time.monotonic() - oldest >= OUTPUT_BUDGET_S:
+                # an output waited its budget behind the batch: publish what there is. Safe at any
+                # point: outputs are stored before the checkpoint that would skip their inputs,
+                # and a replay republishes them under the same ids (dropped as duplicates)
+                await self._publish(outgoing, stop)
+                outgoing = []
         if outgoing:
             await self._publish(outgoing, stop)
         if self._checkpoints is None:
@@ -283,12 +297,12 @@ def _to_message(out: Output, source: StreamMessage) -> OutgoingMessage:
 
 def _dead_letter(dl: DeadLetter, source: StreamMessage) -> OutgoingMessage:
     detail = " ".join(dl.detail.split())[:_MAX_DETAIL] or "-"
-    return OutgoingMessage(
-        subject=DLQ_POS_SUBJECT,
-        data=dl.data,
-        msg_id=f"dlq:{source.stream_seq}",
-        headers={REASON_HEADER: dl.reason, ORIGIN_SUBJECT_HEADER: dl.subject, DETAIL_HEADER: detail},
-    )
+    headers = {REASON_HEADER: dl.reason, ORIGIN_SUBJECT_HEADER: dl.subject, DETAIL_HEADER: detail}
+    msg_id = f"dlq:{source.stream_seq}"
+    if dl.index is not None:  # one event of a batched record: one dead letter per index
+        msg_id = f"{msg_id}:{dl.index}"
+        headers[BATCH_INDEX_HEADER] = str(dl.index)
+    return OutgoingMessage(subject=DLQ_POS_SUBJECT, data=dl.data, msg_id=msg_id, headers=headers)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
