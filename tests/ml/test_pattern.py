@@ -287,3 +287,20 @@ def test_prob_demand_at_least_is_calibrated(clean_world: World, fitted_clean: Pa
     error = _calibration_error(p, h)
     assert error < 0.05  # measured 0.023 (Poisson: 0.082); mean predicted 0.458 vs observed 0.452
     assert _calibration_error(pp, h) > 1.5 * error  # ignoring day-level dispersion is overconfident
+
+
+def test_the_fit_and_backtest_do_not_depend_on_the_order_of_history_rows(stockout_world: World) -> None:
+    """A hash join or a parallel scan hands the history over in any order: the fitted model (its
+    serialised table, bit for bit) and the backtest figures must not change."""
+    from abasto.ml.backtest import backtest  # noqa: PLC0415
+
+    history = to_arrow(stockout_world.history)
+    shuffled = history.take(np.random.default_rng(3).permutation(history.num_rows))
+    assert not shuffled.equals(history)
+    a = fit_pattern(history, timezone=TZ)
+    b = fit_pattern(shuffled, timezone=TZ)
+    assert a.to_table().equals(b.to_table())
+    assert (
+        backtest(history, timezone=TZ, holdout_days=7).to_metrics()
+        == backtest(shuffled, timezone=TZ, holdout_days=7).to_metrics()
+    )

@@ -66,13 +66,24 @@ class Prepared:
 
 
 def to_pandas(history: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    """``history`` as a DataFrame in canonical row order (store_id, sku, hour_start).
+
+    A fit must not depend on how the history was read (a hash join or a parallel scan returns rows
+    in any order) and float sums depend on the order they run in, so every consumer of the input
+    contract (:func:`prepare`, the backtest's row masks) sees the same order.
+    """
     if isinstance(history, pa.Table):
-        return history.to_pandas()
-    if isinstance(history, pd.DataFrame):
-        return history
-    raise InvalidInputError(
-        f"history must be a pyarrow.Table or pandas.DataFrame, got {type(history).__name__}"
-    )
+        df = history.to_pandas()
+    elif isinstance(history, pd.DataFrame):
+        df = history
+    else:
+        raise InvalidInputError(
+            f"history must be a pyarrow.Table or pandas.DataFrame, got {type(history).__name__}"
+        )
+    order = [c for c in ("store_id", "sku", "hour_start") if c in df.columns]
+    if len(order) == 3:
+        df = df.sort_values(order, kind="stable", ignore_index=True)
+    return df
 
 
 def prepare(

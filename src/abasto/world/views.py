@@ -32,7 +32,8 @@ def sellout_history(world: Any) -> pa.Table:
             "out_of_stock": ran_out,
         }
     )
-    return table.join(world.stores.select(["store_id", "channel"]), "store_id")
+    joined = table.join(world.stores.select(["store_id", "channel"]), "store_id")
+    return joined.sort_by([("store_id", "ascending"), ("sku", "ascending"), ("hour_start", "ascending")])
 
 
 def before(table: pa.Table, column: str, instant: datetime) -> pa.Array:
