@@ -10,9 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from abasto.catalog import load_table, open_catalog
+from abasto.lake.jobs import JobRunStore, RunStatus
+from abasto.lake.quality import QUARANTINE_TABLE
 from abasto.services import down
 from abasto.settings import Settings
 from abasto.world import World
@@ -39,7 +43,12 @@ def _env(settings: Settings) -> dict[str, str]:
 def _run_demo(settings: Settings, cwd: Path) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "abasto.cli", "demo", *ARGS],
-        env=_env(settings), cwd=cwd, capture_output=True, text=True, timeout=600, check=False,
+        env=_env(settings),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -50,8 +59,9 @@ def _run_demo(settings: Settings, cwd: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def demo_runs(isolated_settings_factory: SettingsFactory, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[tuple[Settings, dict[str, Any], dict[str, Any]]]:
+def demo_runs(
+    isolated_settings_factory: SettingsFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, dict[str, Any], dict[str, Any]]]:
     settings = isolated_settings_factory()
     cwd = tmp_path_factory.mktemp("demo-cwd")
     try:
@@ -64,8 +74,14 @@ def demo_runs(isolated_settings_factory: SettingsFactory, tmp_path_factory: pyte
 
 def test_json_has_the_figures(demo_runs: tuple[Settings, dict[str, Any], dict[str, Any]]) -> None:
     _, out, _ = demo_runs
-    for key in ("alerts", "true_stockouts", "precision", "recall", "lead_time_minutes_median",
-                "events_per_second"):
+    for key in (
+        "alerts",
+        "true_stockouts",
+        "precision",
+        "recall",
+        "lead_time_minutes_median",
+        "events_per_second",
+    ):
         assert key in out
     assert out["alerts"] > 0 and out["true_stockouts"] > 0
     assert out["events_published"] == out["events_accepted"] > 1000
@@ -119,7 +135,133 @@ def test_artefacts_exist(demo_runs: tuple[Settings, dict[str, Any], dict[str, An
 
 def test_rerun_gives_the_same_result(demo_runs: tuple[Settings, dict[str, Any], dict[str, Any]]) -> None:
     _, first, second = demo_runs
-    for key in ("alerts", "true_stockouts", "true_positive_alerts", "warned", "precision", "recall",
-                "lead_time_minutes_median", "events_published"):
+    for key in (
+        "alerts",
+        "true_stockouts",
+        "true_positive_alerts",
+        "warned",
+        "precision",
+        "recall",
+        "lead_time_minutes_median",
+        "events_published",
+    ):
         assert first[key] == second[key], key
+    for key in (
+        "sales_by_hour_rows",
+        "stock_readings_rows",
+        "units_sold_sales_by_hour",
+        "units_sent_by_devices",
+        "cdc_quality",
+        "quarantine_rows",
+    ):
+        assert first["lakehouse"][key] == second["lakehouse"][key], key
+    assert first["lakehouse"]["delivery"]["rows_written"] == second["lakehouse"]["delivery"]["rows_written"]
     assert int(second["model_version"]) == int(first["model_version"]) + 1
+
+
+# --- the lakehouse section: delivery → device tables, units check, data quality --------------------
+
+
+def _raw_device_sql(settings: Settings, sql: str) -> tuple[Any, ...]:
+    """One row of ``sql`` over the raw device events (``events``), read with DuckDB, not the demo."""
+    raw = Path(settings.raw_uri.removeprefix("file://")) / "devices" / "pos_events"
+    files = sorted(raw.glob("date=*/hour=*/*.parquet"))
+    assert files, f"no raw device events under {raw}"
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # hours are UTC hours, whatever the machine's zone
+        listed = ", ".join(f"'{f}'" for f in files)
+        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+        row = con.execute(sql).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return tuple(row)
+
+
+def test_json_has_the_lakehouse_figures(demo_runs: tuple[Settings, dict[str, Any], dict[str, Any]]) -> None:
+    _, out, _ = demo_runs
+    lake = out["lakehouse"]
+    for key in (
+        "delivery",
+        "sales_by_hour_rows",
+        "stock_readings_rows",
+        "units_sold_sales_by_hour",
+        "units_sent_by_devices",
+        "units_match",
+        "cdc_quality",
+        "quarantine_rows",
+        "device_runs",
+    ):
+        assert key in lake, key
+    assert lake["sales_by_hour_rows"] > 0 and lake["stock_readings_rows"] > 0
+    assert lake["units_match"] is True
+    assert lake["units_sold_sales_by_hour"] == lake["units_sent_by_devices"] > 0
+    # every accepted event was delivered to raw, once
+    assert lake["delivery"]["rows_written"] == out["events_accepted"]
+    q = lake["cdc_quality"]
+    assert q["rows_checked"] > 10_000  # the full load of sellout_hourly alone
+    assert q["rows_quarantined"] == sum(q["failures"].values())
+    assert q["unreadable_files"] >= 0 and q["tables"] >= 10
+    assert "curate device tables (jobs): sales_by_hour, stock_readings; quality" in out["steps"]
+
+
+def test_sales_by_hour_units_equal_the_sale_events_in_raw(
+    demo_runs: tuple[Settings, dict[str, Any], dict[str, Any]],
+) -> None:
+    settings, _, second = demo_runs  # the raw zone holds the last run's events
+    world = World.load(settings.world_dir)
+    units, hours, stock = _raw_device_sql(
+        settings,
+        f"""
+        WITH firsts AS (
+            SELECT * FROM events
+            QUALIFY row_number() OVER (PARTITION BY device_id, seq ORDER BY stream_seq, batch_index) = 1
+        )
+        SELECT
+            (SELECT sum(qty) FROM firsts WHERE type = 'sale'
+               AND event_time >= TIMESTAMPTZ '{world.live_start.isoformat()}'
+               AND event_time < TIMESTAMPTZ '{world.live_end.isoformat()}'),
+            (SELECT count(DISTINCT (store_id, sku, date_trunc('hour', event_time))) FROM firsts
+               WHERE type = 'sale'),
+            (SELECT count(*) FROM firsts WHERE type = 'stock')
+        """,
+    )
+    lake = second["lakehouse"]
+    assert lake["units_sold_sales_by_hour"] == units == lake["units_sent_by_devices"]
+    assert lake["sales_by_hour_rows"] == hours
+    assert lake["stock_readings_rows"] == stock
+
+
+def test_quarantine_count_is_the_quarantine_table(
+    demo_runs: tuple[Settings, dict[str, Any], dict[str, Any]],
+) -> None:
+    settings, _, second = demo_runs
+    table = load_table(open_catalog(settings), QUARANTINE_TABLE)
+    rows = table.scan().to_arrow().num_rows if table is not None else 0
+    assert second["lakehouse"]["quarantine_rows"] == rows
+
+
+def test_device_jobs_are_recorded_runs(demo_runs: tuple[Settings, dict[str, Any], dict[str, Any]]) -> None:
+    settings, _, second = demo_runs
+    runs = {r.run_id: r for r in JobRunStore.for_settings(settings).runs()}
+    for name, fig in second["lakehouse"]["device_runs"].items():
+        run = runs[fig["run_id"]]
+        assert run.table == f"curated.{name}" and run.status is RunStatus.OK
+        assert len(run.inputs) == fig["files"] > 0
+        assert {i.kind for i in run.inputs} == {"pos_events"}
+
+
+def test_html_report_shows_the_lakehouse_section(
+    demo_runs: tuple[Settings, dict[str, Any], dict[str, Any]],
+) -> None:
+    settings, _, second = demo_runs
+    html = (settings.reports_dir / "demo.html").read_text()
+    lake = second["lakehouse"]
+    assert "Lakehouse: device tables and data quality" in html
+    assert f'id="lake-sales-rows">{lake["sales_by_hour_rows"]:,}<' in html
+    assert f'id="lake-units-table">{lake["units_sold_sales_by_hour"]:,}<' in html
+    assert f'id="lake-quarantine">{lake["quarantine_rows"]}<' in html
+    assert f'id="lake-checked">{lake["cdc_quality"]["rows_checked"]:,}<' in html
+    saved = json.loads((settings.reports_dir / "demo.json").read_text())
+    assert saved["lakehouse"]["units_sold_sales_by_hour"] == lake["units_sold_sales_by_hour"]

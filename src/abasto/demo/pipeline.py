@@ -25,6 +25,16 @@ from abasto import services
 from abasto.analytics import SqlEngine
 from abasto.bootstrap import Platform
 from abasto.contracts.alerts import Alert, decode_alert
+from abasto.delivery import DeliveryMetrics, pos_events_uri
+from abasto.demo.device_lake import (
+    BackgroundDelivery,
+    LakehouseSummary,
+    cdc_quality,
+    read_device_figures,
+    run_device_jobs,
+    run_figures,
+    units_sent,
+)
 from abasto.demo.live_ops import record_live_day
 from abasto.demo.receiver import WebhookReceiver
 from abasto.demo.result import DemoResult
@@ -32,6 +42,9 @@ from abasto.demo.score import Episode, Score, score_alerts
 from abasto.demo.steps import StepLog
 from abasto.devices.simulator import expand_live_day, publish_mqtt, registry_credentials
 from abasto.lake import run_curate_jobs
+from abasto.lake.device_tables import DEVICE_TABLES
+from abasto.lake.jobs import job_runs_path
+from abasto.lake.quality import QUARANTINE_TABLE
 from abasto.ml import registry
 from abasto.ml.backtest import backtest
 from abasto.ml.pattern import PatternModel, fit_pattern
@@ -48,7 +61,7 @@ from abasto.world.views import history_tables
 
 TRAINER = "data_scientist"
 APPROVER = "planner"
-STEPS = 11
+STEPS = 12
 _TRAINING_SQL = """
 SELECT s.store_id, s.sku, s.hour_start, s.units_sold, s.out_of_stock, c.channel
 FROM curated.sellout_hourly AS s JOIN curated.customers AS c USING (store_id)
@@ -139,9 +152,12 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
 
     with log.step("curate raw → Iceberg (merge, latest image per key)") as note:
         curated = run_curate_jobs(settings, catalog=platform.catalog)
+        quality = cdc_quality(curated)
         note(
             f"{len(curated)} tables, {sum(r.rows_upserted for r in curated):,} rows upserted, "
-            f"{sum(r.rows_deleted for r in curated)} deleted"
+            f"{sum(r.rows_deleted for r in curated)} deleted; quality: {quality['rows_checked']:,} "
+            f"rows checked, {quality['rows_quarantined']} quarantined, "
+            f"{quality['unreadable_files']} unreadable files"
         )
 
     with log.step("SQL over the curated lake (DuckDB + Iceberg)") as note:
@@ -172,14 +188,42 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
             f"({bt.best_baseline})"
         )
 
-    with log.step("live day: devices → MQTT → JetStream → processor") as note:
+    with log.step("live day: devices → MQTT → JetStream → processor, delivery → raw") as note:
         events = expand_live_day(world, seed=settings.world.seed)
         stream_out = asyncio.run(
             _stream_live_day(platform, events, champion, reference, note.progress, options.speed)
         )
         note(
             f"{len(events):,} events over MQTT at {stream_out.mqtt_rate:,.0f}/s; processor "
-            f"{stream_out.processor_rate:,.0f} events/s; {len(stream_out.alerts)} alerts"
+            f"{stream_out.processor_rate:,.0f} events/s; {len(stream_out.alerts)} alerts; "
+            f"{stream_out.delivered.rows_written:,} events delivered to {stream_out.delivered.files_written} "
+            "raw Parquet files"
+        )
+
+    with log.step("curate device tables (jobs): sales_by_hour, stock_readings; quality") as note:
+        delivered = stream_out.delivered
+        lake_catalog = platform.catalog
+        runs = run_device_jobs(settings, lake_catalog, note.progress)
+        with SqlEngine(settings, catalog=lake_catalog) as sql:
+            figures = read_device_figures(sql, lake_catalog, world.live_start, world.live_end)
+        lakehouse = LakehouseSummary(
+            delivery={
+                "messages": delivered.messages,
+                "rows_written": delivered.rows_written,
+                "files_written": delivered.files_written,
+                "invalid": delivered.invalid_total,
+                "duplicates": delivered.duplicates,
+            },
+            tables=figures,
+            units_sent=units_sent(events, world.live_start, world.live_end),
+            cdc_quality=quality,
+            device_runs=run_figures(runs),
+        )
+        note(
+            f"{figures.sales_by_hour_rows:,} sales_by_hour rows, {figures.stock_readings_rows:,} "
+            f"stock_readings; units sold {figures.units_sold:,} (sales_by_hour) vs {lakehouse.units_sent:,} "
+            f"(devices): {'match' if lakehouse.units_match else 'MISMATCH'}; "
+            f"{figures.quarantine_rows} rows in quarantine"
         )
 
     secret = secrets.token_hex(16)
@@ -260,6 +304,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None) 
             "rows": [list(r.values()) for r in preview.to_pylist()],
         },
     )
+    result.lakehouse = lakehouse.as_dict()
     _fill_rows(result, score, ZoneInfo(tz_name), world.live_start)
     result.artefacts = _artefacts(settings, curated, info.version)
     return result
@@ -348,6 +393,7 @@ class _StreamOutcome:
     mqtt_rate: float
     processor_rate: float
     metrics: ProcessorMetrics
+    delivered: DeliveryMetrics
 
 
 async def _stream_live_day(
@@ -362,27 +408,31 @@ async def _stream_live_day(
     settings = platform.settings
     async with platform.event_stream() as stream:
         await stream.ensure_streams(abasto_streams(settings.nats))
-        progress(f"publishing {len(events):,} events over MQTT")
-        published = await asyncio.to_thread(
-            publish_mqtt,
-            events,
-            host=settings.nats.host,
-            port=settings.nats.mqtt_port,
-            credentials=registry_credentials(settings),
-            speed=speed,
-        )
-        # a PUBACK does not prove storage: wait until the stream holds every event
-        for _ in range(600):
-            if (await stream.stream_state(POS_STREAM)).messages >= len(events):
-                break
-            await asyncio.sleep(0.05)
+        async with BackgroundDelivery(stream, settings.raw_uri) as delivery:
+            progress(f"publishing {len(events):,} events over MQTT (delivery to raw runs alongside)")
+            published = await asyncio.to_thread(
+                publish_mqtt,
+                events,
+                host=settings.nats.host,
+                port=settings.nats.mqtt_port,
+                credentials=registry_credentials(settings),
+                speed=speed,
+            )
+            # a PUBACK does not prove storage: wait until the stream holds every event
+            for _ in range(600):
+                if (await stream.stream_state(POS_STREAM)).messages >= len(events):
+                    break
+                await asyncio.sleep(0.05)
+            progress("delivering the rest to raw Parquet")
+            delivered = await delivery.drain()
+        # the processor runs alone, so its events/s is not shared with the delivery
         progress("processing the stream")
         tuning = DetectorTuning.from_settings(settings.realtime)
         processor = Processor(stream, Engine(model, reference, tuning))
         metrics = await processor.run_until_idle()
         alerts = await _read_alerts(stream)
         rate = processor.last_run.rate if processor.last_run else 0.0
-        return _StreamOutcome(alerts, published.rate, rate, metrics)
+        return _StreamOutcome(alerts, published.rate, rate, metrics, delivered)
 
 
 async def _read_alerts(stream: Any) -> list[Alert]:
@@ -441,6 +491,10 @@ def _artefacts(settings: Settings, curated: list[Any], version: str) -> dict[str
         "world + ground truth": str(settings.world_dir),
         "raw zone (CDC Parquet)": settings.raw_uri,
         "curated Iceberg tables": ", ".join(r.table for r in curated) + f" in {settings.warehouse_uri}",
+        "raw device events (delivery)": pos_events_uri(settings.raw_uri),
+        "curated device tables": f"{', '.join(f'curated.{t}' for t in DEVICE_TABLES)}; "
+        f"failing rows in {QUARANTINE_TABLE}",
+        "job runs": str(job_runs_path(settings)),
         "catalog": settings.catalog_uri,
         "model": f"{settings.ml.model_name} v{version} (alias champion) in {settings.mlflow_tracking_uri}",
         "alert streams": f"JetStream {ALERTS_STREAM} (alerts.<store>), DLQ (dlq.pos)",

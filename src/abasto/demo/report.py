@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Console
@@ -93,6 +94,9 @@ def render_terminal(result: DemoResult, console: Console) -> None:
             )
         console.print(t)
 
+    if result.lakehouse:
+        console.print(_lakehouse_table(result.lakehouse))
+
     steps = Table(title="Steps")
     steps.add_column("step")
     steps.add_column("seconds", justify="right")
@@ -107,6 +111,35 @@ def render_terminal(result: DemoResult, console: Console) -> None:
     for name, location in result.artefacts.items():
         where.add_row(name, location)
     console.print(where)
+
+
+def _lakehouse_table(lake: dict[str, Any]) -> Table:
+    q = lake["cdc_quality"]
+    t = Table(title="Lakehouse: device tables and data quality", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    d = lake["delivery"]
+    t.add_row(
+        "raw device events",
+        f"{d['rows_written']:,} rows in {d['files_written']} Parquet files "
+        f"({d['messages']:,} stream messages)",
+    )
+    t.add_row("curated.sales_by_hour", f"{lake['sales_by_hour_rows']:,} rows")
+    t.add_row("curated.stock_readings", f"{lake['stock_readings_rows']:,} rows")
+    check = "[green]match[/]" if lake["units_match"] else "[red]MISMATCH[/]"
+    t.add_row(
+        "units sold (live day)",
+        f"{lake['units_sold_sales_by_hour']:,} in sales_by_hour, {lake['units_sent_by_devices']:,} "
+        f"sent by the devices: {check}",
+    )
+    rules = ", ".join(f"{rule} {n}" for rule, n in q["failures"].items()) or "none"
+    t.add_row(
+        "CDC curate quality",
+        f"{q['rows_checked']:,} rows checked in {q['tables']} tables, {q['rows_quarantined']} quarantined "
+        f"(by rule: {rules}), {q['unreadable_files']} unreadable files",
+    )
+    t.add_row("curated.quarantine", f"{lake['quarantine_rows']:,} rows")
+    return t
 
 
 def write_html(result: DemoResult, path: Path) -> Path:

@@ -39,6 +39,8 @@ class DemoResult:
     sql_preview: dict[str, Any] = field(default_factory=dict)
     alert_rows: list[dict[str, Any]] = field(default_factory=list)
     missed_rows: list[dict[str, Any]] = field(default_factory=list)
+    #: device tables, units check and data quality (:class:`abasto.demo.device_lake.LakehouseSummary`)
+    lakehouse: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable summary printed by ``abasto demo --json``."""
@@ -72,5 +74,6 @@ class DemoResult:
             "backtest": self.backtest,
             "notifications": self.notifications,
             "artefacts": self.artefacts,
+            "lakehouse": self.lakehouse,
             "steps": {st.name: round(st.seconds, 3) for st in self.steps},
         }
