@@ -59,5 +59,7 @@ def demo(
     render_terminal(result, console)
     console.print(
         f"\nOpen the report: [bold]{html_path}[/]. Services keep running: `abasto status`, "
-        '`abasto sql "SELECT * FROM curated.sellout_hourly LIMIT 5"`, `abasto down` to stop.'
+        '`abasto sql "SELECT * FROM curated.sales_by_hour LIMIT 5"`, `abasto jobs status`, '
+        "`abasto api token add me --profile analyst` then `abasto api serve` for SQL over HTTP, "
+        "`abasto down` to stop."
     )
