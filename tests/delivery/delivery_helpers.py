@@ -16,6 +16,7 @@ from abasto.contracts.events import (
     StockReading,
     encode_event,
 )
+from abasto.delivery import DeliveryConfig
 from abasto.stream.port import EventStream, OutgoingMessage, StreamSpec
 
 T0 = datetime(2026, 3, 1, 22, 10, tzinfo=UTC)
@@ -70,3 +71,25 @@ def keys(table: pa.Table) -> list[tuple[str, int]]:
 
 def expected_keys(evs: Sequence[DeviceEvent]) -> list[tuple[str, int]]:
     return sorted((e.device_id, e.seq) for e in evs)
+
+
+#: the fixed ``received_at`` of the kill/restart tests (files must be byte-identical across runs)
+RECEIVED_AT = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
+
+
+def kill_test_config(stream_name: str, durable: str) -> DeliveryConfig:
+    """Batches of exactly 10 messages (one fetch each) and a short ack wait, so a killed run's
+    unacknowledged messages come back quickly."""
+    return DeliveryConfig(
+        stream=stream_name,
+        durable=durable,
+        max_messages=10,
+        fetch_batch=10,
+        max_age_s=0.5,
+        ack_wait_s=1.5,
+        fetch_timeout_s=0.2,
+    )
+
+
+def subject_of(spec: StreamSpec, store_id: str, device_id: str) -> str:
+    return f"{spec.subjects[0].removesuffix('.>')}.{store_id}.{device_id}"

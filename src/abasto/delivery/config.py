@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from abasto.errors import InvalidInputError
 from abasto.stream.topology import POS_STREAM
 
-__all__ = ["DeliveryConfig"]
+__all__ = ["DEFAULT_WINDOW", "DeliveryConfig"]
+
+#: default dedup horizon, in seqs per device
+DEFAULT_WINDOW = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,9 @@ class DeliveryConfig:
     ack_wait_s: float = 120.0
     #: where a *new* durable consumer starts (default: the stream's beginning)
     start_seq: int | None = None
+    #: dedup horizon in seqs per device: a copy of an event is dropped across batches while its
+    #: seq is above the device's highest written seq minus this (see :mod:`abasto.delivery.dedup`)
+    dedup_window: int = DEFAULT_WINDOW
 
     def __post_init__(self) -> None:
         limits = {
@@ -38,6 +44,7 @@ class DeliveryConfig:
             "max_age_s": self.max_age_s,
             "fetch_batch": self.fetch_batch,
             "fetch_timeout_s": self.fetch_timeout_s,
+            "dedup_window": self.dedup_window,
         }
         bad = [name for name, value in limits.items() if value <= 0]
         if bad:

@@ -5,19 +5,26 @@ Per batch, in this order (the commit protocol):
 1. cut the buffer into a batch when it reaches ``max_messages`` or ``max_bytes``, or its first
    message is ``max_age_s`` old (or the stream is drained: ``run_until_idle``, stop);
 2. decode it (one ``received_at`` instant for the batch), split the rows by event date/hour;
-3. write the batch **manifest** durably (:mod:`abasto.delivery.ledger`): its sequence runs and the
-   files it produces;
+   drop the events an earlier batch already wrote (cross-batch dedup, :mod:`abasto.delivery.dedup`);
+3. write the batch **manifest** durably (:mod:`abasto.delivery.ledger`): its sequence runs, the
+   files it produces and the (device, seq) keys they hold;
 4. write each file durably (fsync + rename + directory fsync), skipping a name already present;
 5. acknowledge every message of the batch.
 
 Crash semantics. A crash before 3 wrote nothing: the messages come back and start a new batch
 (boundaries are free, since no file names were taken). A crash after 3 left a manifest: its
 messages come back (they were not acknowledged), are re-assembled into *the same batch* by
-sequence, decoded with the manifest's ``received_at`` and give the same rows and names; the files
+sequence, decoded with the manifest's ``received_at``, reduced to the manifest's keys and give the
+same rows and names (byte-identical files); the files
 already present are skipped, the missing ones written, then all are acknowledged. A message of a
 batch whose files all exist (acks lost, or a replay through a new consumer) is only acknowledged.
 So batch boundaries are fixed once, at the first cut, by stream sequence, and every accepted
 event is in exactly one file.
+
+Dedup state. The keys written are rebuilt on start from the manifests held plus the state folded
+from pruned ones, which equals what an uninterrupted run holds in memory (the state is a pruned
+union, independent of the order batches were cut or read): batches cut after a restart drop the
+same copies as they would have without it.
 
 One worker per raw table: the ledger is not shared between concurrent writers.
 """
@@ -32,8 +39,9 @@ from datetime import UTC, datetime
 
 from abasto.delivery.buffer import Pending
 from abasto.delivery.config import DeliveryConfig
+from abasto.delivery.dedup import DedupStore, Selection, WrittenKeys, drop_written, keep_recorded, keys_of
 from abasto.delivery.durable import exists, write_parquet_durable
-from abasto.delivery.layout import part_name, pos_events_uri
+from abasto.delivery.layout import DEDUP_STATE, part_name, pos_events_uri
 from abasto.delivery.ledger import BatchManifest, Ledger, digest, runs_of
 from abasto.delivery.metrics import DeliveryMetrics
 from abasto.delivery.rows import DecodedBatch, decode_batch
@@ -45,8 +53,9 @@ __all__ = ["FaultHook", "RawDelivery"]
 
 log = logging.getLogger(__name__)
 
-#: called at ``"manifest"`` (manifest durable), ``"file"`` (after each file) and ``"files"``
-#: (all files durable, before the acks); tests raise from it to simulate a crash there
+#: called at ``"manifest"`` (manifest durable), ``"file"`` (after each file), ``"files"`` (all
+#: files durable, before the acks) and ``"acked"`` (a new batch acknowledged, before the next
+#: fetch); tests raise from it (or kill the process) to simulate a crash there
 FaultHook = Callable[[str, BatchManifest], None]
 
 
@@ -70,6 +79,9 @@ class RawDelivery:
         self._wall_clock = wall_clock
         self._fault = fault_hook
         self.ledger = Ledger(self.table_uri)
+        #: (device_id, seq) keys in the raw zone within the dedup horizon
+        self.written = WrittenKeys(self.config.dedup_window)
+        self._dedup_store = DedupStore(join_uri(self.table_uri, DEDUP_STATE))
         self.metrics = DeliveryMetrics()
         self._consumer: Consumer | None = None
         self._pending = Pending()
@@ -89,7 +101,13 @@ class RawDelivery:
         if self._consumer is None:
             cfg = self.config
             state = await self._stream.stream_state(cfg.stream)
-            loaded = self.ledger.load(stream_first_seq=state.first_seq)
+            self.written = WrittenKeys(cfg.dedup_window)
+            stored = self._dedup_store.load()
+            if stored is not None:
+                self.written.add_state(stored)
+            loaded = self.ledger.load(stream_first_seq=state.first_seq, before_prune=self._fold)
+            for manifest in self.ledger.manifests():
+                self.written.add(manifest.written or {})
             self._consumer = await self._stream.consumer(
                 cfg.stream,
                 cfg.durable,
@@ -125,17 +143,23 @@ class RawDelivery:
             return None
         pending, self._pending = self._pending, Pending()
         received_at = self._wall_clock()
-        batch = decode_batch(pending.messages.values(), received_at=received_at)
-        self._count(batch)
+        selection = drop_written(
+            decode_batch(pending.messages.values(), received_at=received_at), self.written
+        )
+        self._count(selection)
+        batch = selection.batch
         manifest: BatchManifest | None = None
         if batch.partitions:
             manifest = self._plan(pending, batch, received_at)
             self.ledger.record(manifest)
+            self.written.add(manifest.written or {})
             self._hook("manifest", manifest)
             self._write(manifest, batch)
             self._complete.add(manifest.name)
         self.metrics.batches += 1
         await _ack_all(pending.handles)
+        if manifest is not None:
+            self._hook("acked", manifest)
         return manifest
 
     async def run_until_idle(self) -> DeliveryMetrics:
@@ -200,8 +224,12 @@ class RawDelivery:
         held.add(msg, self._clock())
         if len(held) < manifest.messages:
             return
-        batch = decode_batch(held.messages.values(), received_at=manifest.received_at)
-        self._count(batch)
+        decoded = decode_batch(held.messages.values(), received_at=manifest.received_at)
+        selection = (
+            Selection(decoded, 0, 0) if manifest.written is None else keep_recorded(decoded, manifest.written)
+        )
+        self._count(selection)
+        batch = selection.batch
         produced = {
             f"{part}/{part_name(manifest.first_seq, manifest.last_seq)}": t.num_rows
             for part, t in batch.partitions.items()
@@ -231,6 +259,7 @@ class RawDelivery:
             files={f"{part}/{name}": t.num_rows for part, t in batch.partitions.items()},
             received_at=received_at,
             first_digest=digest(pending.messages[first].data),
+            written=keys_of(batch),
         )
 
     def _write(self, manifest: BatchManifest, batch: DecodedBatch) -> None:
@@ -246,9 +275,19 @@ class RawDelivery:
             self._hook("file", manifest)
         self._hook("files", manifest)
 
-    def _count(self, batch: DecodedBatch) -> None:
-        self.metrics.invalid.update(batch.invalid)
-        self.metrics.duplicates += batch.duplicates
+    def _count(self, selection: Selection) -> None:
+        m = self.metrics
+        m.invalid.update(selection.batch.invalid)
+        m.duplicates += selection.batch.duplicates
+        m.duplicates_across_batches += selection.dropped
+        m.beyond_horizon += selection.beyond_horizon
+
+    def _fold(self, stale: list[BatchManifest]) -> None:
+        """Keep the keys of manifests about to be pruned (the state is a union: folding the whole
+        state, not only theirs, is the same once rebuilt)."""
+        for manifest in stale:
+            self.written.add(manifest.written or {})
+        self._dedup_store.save(self.written.to_state())
 
     def _hook(self, stage: str, manifest: BatchManifest) -> None:
         if self._fault is not None:

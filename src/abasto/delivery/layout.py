@@ -3,6 +3,7 @@
 ```
 <raw>/devices/pos_events/date=YYYY-MM-DD/hour=HH/part-<first_seq:020d>-<last_seq:020d>.parquet
 <raw>/devices/pos_events/_delivery/batches/batch-<first_seq:020d>-<last_seq:020d>.json
+<raw>/devices/pos_events/_delivery/dedup/written.json
 ```
 
 ``first_seq``/``last_seq`` are the lowest and highest stream sequence of the *batch* the file was
@@ -34,6 +35,8 @@ __all__ = [
 POS_EVENTS_PATH: Final = "devices/pos_events"
 #: manifests of the batches, relative to the table root
 LEDGER_DIR: Final = "_delivery/batches"
+#: cross-batch dedup state folded from pruned manifests, relative to the table root
+DEDUP_STATE: Final = "_delivery/dedup/written.json"
 
 _PART: Final = re.compile(r"^part-(\d{20})-(\d{20})\.parquet$")
 

@@ -10,7 +10,10 @@ and a digest of its first message. From then on the manifest is the law for thos
   skipped;
 * a message in no manifest has had no file written for it yet, so it may start a new batch.
 
-Each sequence belongs to one batch at most, hence each event to one file. Manifests of sequences
+Each sequence belongs to one batch at most, hence each event to one file. A manifest also lists
+the (``device_id``, ``seq``) keys the batch writes (``written``, runs per device): copies of keys an
+earlier batch wrote are left out at the cut (:mod:`abasto.delivery.dedup`), and a batch re-assembled
+after a crash keeps exactly these keys, so its files come out byte-identical. Manifests of sequences
 the stream no longer holds (below its first sequence) can never be redelivered and are pruned.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +49,8 @@ class BatchManifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     received_at: datetime
     #: sha256 (16 hex) of the first message's bytes: detects a recreated stream reusing sequences
     first_digest: str
+    #: device → seq runs the batch's files hold (None: a manifest written before cross-batch dedup)
+    written: dict[str, list[tuple[int, int]]] | None = None
 
     @property
     def name(self) -> str:
@@ -85,15 +90,21 @@ class Ledger:
         self._starts: list[int] = []
         self._runs: list[_Run] = []
 
-    def load(self, *, stream_first_seq: int = 0) -> int:
-        """Read the manifests; those entirely below ``stream_first_seq`` are deleted. Returns how
-        many are loaded.
+    def load(
+        self,
+        *,
+        stream_first_seq: int = 0,
+        before_prune: Callable[[list[BatchManifest]], None] | None = None,
+    ) -> int:
+        """Read the manifests; those entirely below ``stream_first_seq`` are deleted, after
+        ``before_prune`` got them (to keep what must outlive them). Returns how many are loaded.
 
         Raises:
             TerminalError: a manifest cannot be parsed.
         """
         self._starts, self._runs = [], []
         fs, root = filesystem_for(self.uri)
+        stale: list[tuple[str, BatchManifest]] = []
         loaded = 0
         for stored in list_files(self.uri, suffix=".json"):
             try:
@@ -101,11 +112,22 @@ class Ledger:
             except msgspec.DecodeError as exc:
                 raise TerminalError(f"unreadable delivery manifest {stored.uri}: {exc}") from exc
             if manifest.last_seq < stream_first_seq:
-                fs.delete_file(f"{root}/{stored.relpath}")
+                stale.append((stored.relpath, manifest))
                 continue
             self._index(manifest)
             loaded += 1
+        if stale and before_prune is not None:
+            before_prune([m for _, m in stale])
+        for relpath, _ in stale:
+            fs.delete_file(f"{root}/{relpath}")
         return loaded
+
+    def manifests(self) -> list[BatchManifest]:
+        """The loaded manifests, by first sequence."""
+        seen: dict[int, BatchManifest] = {}
+        for run in self._runs:
+            seen.setdefault(id(run.manifest), run.manifest)
+        return sorted(seen.values(), key=lambda m: m.first_seq)
 
     def record(self, manifest: BatchManifest) -> None:
         """Write ``manifest`` durably and index it.

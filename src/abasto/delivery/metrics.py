@@ -18,6 +18,11 @@ class DeliveryMetrics:
     invalid: Counter[str] = field(default_factory=Counter)
     #: second copies of an event (same device_id, seq) inside one batch
     duplicates: int = 0
+    #: copies of an event an earlier batch already wrote (within the dedup horizon), dropped
+    duplicates_across_batches: int = 0
+    #: rows written whose seq was at or below their device's dedup horizon (a copy, if any, of an
+    #: event this old is not recognised)
+    beyond_horizon: int = 0
     batches: int = 0
     files_written: int = 0
     #: files of a batch that were already present (crash recovery, replay)
@@ -26,6 +31,11 @@ class DeliveryMetrics:
     batches_recovered: int = 0
     #: messages of batches whose files were all present: acknowledged, nothing written
     already_delivered: int = 0
+
+    @property
+    def duplicates_total(self) -> int:
+        """Every copy dropped, inside a batch or across batches."""
+        return self.duplicates + self.duplicates_across_batches
 
     @property
     def invalid_total(self) -> int:
@@ -37,6 +47,8 @@ class DeliveryMetrics:
             "rows_written": self.rows_written,
             "invalid": dict(self.invalid),
             "duplicates": self.duplicates,
+            "duplicates_across_batches": self.duplicates_across_batches,
+            "beyond_horizon": self.beyond_horizon,
             "batches": self.batches,
             "files_written": self.files_written,
             "files_skipped": self.files_skipped,

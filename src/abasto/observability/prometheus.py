@@ -139,6 +139,16 @@ class DeliveryCollector(_Collector["DeliveryMetrics"]):
         yield self.counter(
             "abasto_delivery_duplicates", "Second copies of an event inside one batch, dropped.", m.duplicates
         )
+        yield self.counter(
+            "abasto_delivery_duplicates_across_batches",
+            "Copies of an event an earlier batch already wrote (within the dedup horizon), dropped.",
+            m.duplicates_across_batches,
+        )
+        yield self.counter(
+            "abasto_delivery_beyond_horizon",
+            "Rows written whose seq was at or below their device's dedup horizon (not checked).",
+            m.beyond_horizon,
+        )
         yield self.counter("abasto_delivery_batches", "Batches cut and delivered.", m.batches)
         yield self.breakdown(
             "abasto_delivery_files",
