@@ -91,6 +91,25 @@ class ExpectedDemand:
         n = ((len(data) - 2) * _BLOCK + _BLOCK - 1) // (_BLOCK + 1)  # _hours, inlined
         return max(0.0, _cum_at(data, n, b) - _cum_at(data, n, a))
 
+    def units_two_ts(
+        self, store_id: str, sku: str, a1: float, b1: float, a2: float, b2: float
+    ) -> tuple[float, float]:
+        """(``units_ts(a1, b1)``, then ``units_ts(a2, b2)``): the same floats and the same series.
+
+        When neither window is outside the pair's series (no rebuild either way), the series is
+        looked up once, extended for both (the same rates summed in order; results inside the
+        first window do not depend on how far the series goes); otherwise the two calls as such.
+        """
+        per = self._series.get(store_id)
+        data = None if per is None else per.get(sku)
+        if data is None or min(a1, a2) < data[0] or max(b1, b2) - data[0] > _MAX_SPAN_S:
+            return self.units_ts(store_id, sku, a1, b1), self.units_ts(store_id, sku, a2, b2)
+        data = self._covering(store_id, sku, min(a1, a2), max(b1, b2))
+        n = ((len(data) - 2) * _BLOCK + _BLOCK - 1) // (_BLOCK + 1)  # _hours, inlined
+        first = max(0.0, _cum_at(data, n, b1) - _cum_at(data, n, a1)) if b1 > a1 else 0.0
+        second = max(0.0, _cum_at(data, n, b2) - _cum_at(data, n, a2)) if b2 > a2 else 0.0
+        return first, second
+
     def selling_hours(self, store_id: str, sku: str, start: datetime, end: datetime) -> float:
         """Hours of [start, end) in which the pattern expects any sale (the store's trading hours)."""
         a, b = start.timestamp(), end.timestamp()

@@ -78,6 +78,9 @@ class Detector:
         #: per store: the last _upcoming answer, for (now, last delivery received); a store's
         #: pairs are evaluated in a row at the same instant on every watermark hour
         self._upcoming_memo: dict[str, tuple[datetime, datetime | None, _Upcoming]] = {}
+        #: per store: an answer of _upcoming that holds for every ``now`` in a range (see there):
+        #: (from, before, at most, last delivery received, answer)
+        self._upcoming_span: dict[str, tuple[datetime, datetime, datetime, datetime | None, _Upcoming]] = {}
         #: the Markov bound of a pair whose state is unchanged falls with time (see _still_calm)
         self._monotone = tuning.velocity_prior_units > 0
         self.evaluations = 0
@@ -110,10 +113,22 @@ class Detector:
         t = self._tuning
         next_delivery, horizon, cycle_end = self._upcoming(st.store_id, now)
         now_ts = now.timestamp()
-        if self._still_calm(st, now, now_ts, horizon):
+        horizon_ts = horizon.timestamp()
+        since = st.counting_since
+        since_ts = None if since is None else since.timestamp()
+        if self._still_calm(st, now, now_ts, horizon, horizon_ts, since_ts):
             return None
-        ratio = self._ratio(st, now_ts)
-        expected = ratio * self._demand.units_ts(st.store_id, st.sku, now_ts, horizon.timestamp())
+        if self._verdict_settled(st, now, now_ts, horizon, horizon_ts, since_ts):
+            return None
+        if since_ts is None:
+            so_far = 0.0
+            ahead = self._demand.units_ts(st.store_id, st.sku, now_ts, horizon_ts)
+        else:
+            so_far, ahead = self._demand.units_two_ts(
+                st.store_id, st.sku, since_ts, now_ts, now_ts, horizon_ts
+            )
+        ratio = self._ratio(st, so_far)
+        expected = ratio * ahead
         # running out: demand reaches the units on hand; with none left, any demand is a lost sale
         units = max(st.on_hand, 1.0)
         if markov_bound(expected, units) < t.risk_threshold:
@@ -143,7 +158,15 @@ class Detector:
             suggested=suggested,
         )
 
-    def _still_calm(self, st: PairState, now: datetime, now_ts: float, horizon: datetime) -> bool:
+    def _still_calm(
+        self,
+        st: PairState,
+        now: datetime,
+        now_ts: float,
+        horizon: datetime,
+        horizon_ts: float,
+        since_ts: float | None,
+    ) -> bool:
         """Whether the Markov bound is known to stay below the threshold, without computing it.
 
         It was below at ``calm_now``; since then the pair's stock and today's counters did not
@@ -160,9 +183,51 @@ class Detector:
         demand = self._demand
         if demand.series(st.store_id, st.sku) is not st.calm_series:
             return False
-        since = st.counting_since
-        start = now_ts if since is None else min(since.timestamp(), now_ts)
-        return demand.covers(st.store_id, st.sku, start, max(now_ts, horizon.timestamp()))
+        start = now_ts if since_ts is None else min(since_ts, now_ts)
+        return demand.covers(st.store_id, st.sku, start, max(now_ts, horizon_ts))
+
+    def _verdict_settled(
+        self,
+        st: PairState,
+        now: datetime,
+        now_ts: float,
+        horizon: datetime,
+        horizon_ts: float,
+        since_ts: float | None,
+    ) -> bool:
+        """Whether ``_projected`` is known to return None here, without the demand arithmetic.
+
+        With the model, a pair whose risk is not below the Markov bound's threshold asks
+        ``_risk``, which answers 0.0 without asking the model when the last model call of the pair
+        is of this episode and either was less than ``model_call_spacing_min`` ago or knew the same
+        evidence (``last_event_at``) for the same horizon. Both conditions are read from the pair's
+        state and ``now``/``horizon`` alone, not from the velocity ratio or the expected units. So
+        when they hold, both branches end in None: the Markov bound below the threshold returns
+        None, and a risk of 0.0 is below the threshold (> 0 by the settings' validation, checked
+        here too). The only effects skipped are memos: the calm memo (set again by a later full
+        evaluation; ``_still_calm`` is only a shortcut to the same outcome) and the expected-demand
+        series, which the skipped ``units_ts`` calls would have rebuilt when asked outside it —
+        hence the ``covers`` checks (a rebuild moves the series' origin, which is in the snapshot
+        and decides later floats); extending it is invisible (the same rates, summed in order).
+        """
+        if self._model_prob is None or self._tuning.risk_threshold <= 0.0:
+            return False
+        last = self._last_model_call.get((st.store_id, st.sku))
+        if last is None or last.episode != st.episode:
+            return False
+        if not (
+            now - last.at < self._model_spacing
+            or (last.evidence == st.last_event_at and last.horizon == horizon)
+        ):
+            return False
+        demand = self._demand
+        if (
+            since_ts is not None
+            and now_ts > since_ts
+            and not demand.covers(st.store_id, st.sku, since_ts, now_ts)
+        ):
+            return False
+        return horizon_ts <= now_ts or demand.covers(st.store_id, st.sku, now_ts, horizon_ts)
 
     def _upcoming(self, store_id: str, now: datetime) -> _Upcoming:
         """(next delivery, end of the window to cover until it, end of the cycle after it).
@@ -175,18 +240,31 @@ class Detector:
         memo = self._upcoming_memo.get(store_id)
         if memo is not None and memo[0] == now and memo[0].tzinfo is now.tzinfo and memo[1] == delivered:
             return memo[2]
+        span = self._upcoming_span.get(store_id)
+        if (
+            span is not None
+            and span[0] <= now < span[1]
+            and now <= span[2]
+            and span[0].tzinfo is now.tzinfo
+            and span[3] == delivered
+        ):
+            return span[4]
         grace, fallback = self._grace, self._fallback
-        pending = [
-            d
-            for d in self._ref.calendar.deliveries_after(store_id, now - grace, 3)
-            if delivered is None or delivered < d - grace
-        ]
+        scheduled = self._ref.calendar.deliveries_after(store_id, now - grace, 3)
+        pending = [d for d in scheduled if delivered is None or delivered < d - grace]
         result: _Upcoming
         if not pending:
             result = None, now + fallback, now + 2 * fallback
         else:
             nxt = max(pending[0], min(now + _HOUR, pending[0] + grace))
             result = nxt, nxt, pending[1] if len(pending) > 1 else nxt + fallback
+            if len(scheduled) == 3 and now + _HOUR <= pending[0]:
+                # the same answer for a later ``now'`` (same zone, same last delivery) while the
+                # three deliveries after ``now' − grace`` are these (now' − grace < the first; the
+                # calendar looks further ahead, never less far) and ``now' + 1h <= pending[0]``
+                # (then nxt = pending[0]: the answer does not involve ``now'``)
+                first = scheduled[0] + grace
+                self._upcoming_span[store_id] = (now, first, pending[0] - _HOUR, delivered, result)
         self._upcoming_memo[store_id] = (now, delivered, result)
         return result
 
@@ -204,12 +282,9 @@ class Detector:
         ahead = self._demand.units(st.store_id, st.sku, now, horizon) / hours if hours > 0 else 0.0
         return ahead, ahead * ratio
 
-    def _ratio(self, st: PairState, now_ts: float) -> float:
+    def _ratio(self, st: PairState, expected_so_far: float) -> float:
+        """Today's velocity ratio, ``expected_so_far`` the pattern's units since counting began."""
         t = self._tuning
-        since = st.counting_since
-        expected_so_far = (
-            0.0 if since is None else self._demand.units_ts(st.store_id, st.sku, since.timestamp(), now_ts)
-        )
         return velocity_ratio(
             float(st.sales_today),
             expected_so_far,

@@ -86,6 +86,9 @@ class Engine:
         self._dedup = SeqDeduper(self.tuning.dedup_window)
         self._lateness = timedelta(seconds=self.tuning.allowed_lateness_s)
         self._clocks: dict[str, Watermark] = {}
+        #: per store: the newest event time from which its watermark may cross an hour
+        #: (``Watermark.crossing_from`` after its last ``hours_crossed``; see ``_apply``)
+        self._crossing: dict[str, datetime | None] = {}
         self._clock = clock
         #: store → sku → state, in creation order (a store's pairs are evaluated in this order)
         self._pairs: dict[str, dict[str, PairState]] = {}
@@ -170,6 +173,7 @@ class Engine:
             self._pairs.setdefault(st.store_id, {})[st.sku] = st
         self._dedup.restore(snap.dedup)
         self._clocks.clear()
+        self._crossing.clear()
         for store, newest, last_hour in snap.watermarks:
             wm = self._clocks[store] = Watermark(self._lateness)
             wm.restore(newest, last_hour)
@@ -363,8 +367,14 @@ class Engine:
                 st.reading(at, payload.on_hand, self.tuning.replenish_tolerance_units)
             now = st.last_event_at or at
             out += self._detector.evaluate(st, now, stopped=not isinstance(payload, SaleScan))
-        for hour in clock.hours_crossed(self.tuning.max_catchup_hours):
-            out += self.evaluate_store(event.store_id, hour)
+        # the watermark trails the newest event time, which stays below crossing_from() after
+        # hours_crossed(): an older event cannot make it cross an hour (a stale, older bound left
+        # by a batch only asks hours_crossed for nothing)
+        crossing = self._crossing.get(event.store_id)
+        if crossing is None or at >= crossing:
+            for hour in clock.hours_crossed(self.tuning.max_catchup_hours):
+                out += self.evaluate_store(event.store_id, hour)
+            self._crossing[event.store_id] = clock.crossing_from()
         m.evaluations = self._detector.evaluations
         return out
 
