@@ -196,19 +196,9 @@ class Engine:
             event = decode_event(data, now=self._clock() if self._clock else None)
         except InvalidEventError as exc:
             return [self._reject(subject, data, exc.reason, exc.detail)]
-        store = store_of_pos_subject(subject)
-        if store is None:
-            detail = f"expected pos.<store_id>.<device_id>, got {subject}"
-            return [self._reject(subject, data, "bad_subject", detail)]
-        if event.store_id != store:
-            return [
-                self._reject(
-                    subject,
-                    data,
-                    "store_mismatch",
-                    f"event for store {event.store_id} published on {subject}",
-                )
-            ]
+        wrong = self._check_subject(subject, data, event.store_id, "event")
+        if wrong is not None:
+            return [wrong]
         if not self._dedup.first_time(event.device_id, event.seq):
             self.metrics.duplicates += 1
             return []
@@ -221,6 +211,17 @@ class Engine:
             self.metrics.alerts.update(a.kind for a in out)
             return list(out)
         return []
+
+    def _check_subject(self, subject: str, data: bytes, store_id: str, what: str) -> DeadLetter | None:
+        """The dead letter of a message whose subject is not ``pos.<store_id>.…`` of its payload."""
+        store = store_of_pos_subject(subject)
+        if store is None:
+            detail = f"expected pos.<store_id>.<device_id>, got {subject}"
+            return self._reject(subject, data, "bad_subject", detail)
+        if store_id != store:
+            detail = f"{what} for store {store_id} published on {subject}"
+            return self._reject(subject, data, "store_mismatch", detail)
+        return None
 
     def _reject(
         self, subject: str, data: bytes, reason: str, detail: str, index: int | None = None
@@ -235,13 +236,9 @@ class Engine:
             record = decode_batch_record(data, now=self._clock() if self._clock else None)
         except InvalidEventError as exc:
             return [self._reject(subject, data, exc.reason, exc.detail)]
-        store = store_of_pos_subject(subject)
-        if store is None:
-            detail = f"expected pos.<store_id>.<device_id>, got {subject}"
-            return [self._reject(subject, data, "bad_subject", detail)]
-        if record.store_id != store:
-            detail = f"batch for store {record.store_id} published on {subject}"
-            return [self._reject(subject, data, "store_mismatch", detail)]
+        wrong = self._check_subject(subject, data, record.store_id, "batch")
+        if wrong is not None:
+            return [wrong]
         out: list[Output] = [
             self._reject(subject, r.data, r.reason, r.detail, r.index) for r in record.rejected
         ]
