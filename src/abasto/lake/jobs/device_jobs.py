@@ -12,20 +12,17 @@ ledger is a set, not a watermark, so earlier pending files may stay pending.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from abasto.catalog import load_table
-from abasto.errors import TransientError
 from abasto.lake.device_files import DeviceFile, DeviceLedger, discover_device_files
 from abasto.lake.device_tables import curate_device_table
-from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunStatus, Trigger
+from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunRecording, Trigger
 from abasto.lake.tables import TableSpec
 
 __all__ = ["DEVICE_FILE_KIND", "device_pending", "in_dates", "run_device_job"]
@@ -65,51 +62,23 @@ def run_device_job(
 ) -> JobRun:
     """Run the job of device table ``spec`` once and record it, failed or not (the caller holds
     the table's lock)."""
-    run_id = uuid.uuid4().hex
-    started, t0 = datetime.now(UTC), time.perf_counter()
     before = load_table(catalog, spec.identifier)
-    known = {s.snapshot_id for s in before.snapshots()} if before is not None else set()
+    rec = RunRecording.start(spec.identifier, trigger, before, detail)
     select = in_dates(date_from, date_to)
     pending: list[DeviceFile] = []
-    error: str | None = None
-    rows = (0, 0, 0)
     try:
         pending = [f for f in _ledger(before).pending(discover_device_files(raw_uri)) if select(f)]
         result = curate_device_table(
-            spec.name, catalog=catalog, raw_uri=raw_uri, select=select, max_files=max_files, run_id=run_id
+            spec.name, catalog=catalog, raw_uri=raw_uri, select=select, max_files=max_files, run_id=rec.run_id
         )
-        rows = (result.rows_in, result.rows_upserted, result.rows_deleted)
-        if result.quality is not None:
-            detail["quality"] = result.quality.as_dict()
+        rec.note_result(result.rows_in, result.rows_upserted, result.rows_deleted, result.quality)
     except Exception as exc:  # noqa: BLE001 - any failure of the job is recorded, never lost
-        error = f"{type(exc).__name__}: {exc}"
-        detail["retryable"] = isinstance(exc, TransientError)
+        rec.note_failure(exc)
     after = load_table(catalog, spec.identifier)
     held = _ledger(after).applied
-    applied = [f for f in pending if f.relpath in held]
-    new = sorted(
-        (s for s in (after.snapshots() if after is not None else []) if s.snapshot_id not in known),
-        key=lambda s: s.sequence_number or 0,
-    )
-    current = after.current_snapshot() if after is not None else None
-    run = JobRun(
-        run_id=run_id,
-        job=f"curate.{spec.name}",
-        table=spec.identifier,
-        trigger=trigger,
-        status=RunStatus.OK if error is None else RunStatus.FAILED,
-        started_at=started,
-        finished_at=datetime.now(UTC),
-        duration_s=time.perf_counter() - t0,
-        inputs=tuple(InputFile(f.relpath, DEVICE_FILE_KIND, f.first_seq, f.last_seq) for f in applied),
-        snapshot_ids=tuple(s.snapshot_id for s in new),
-        snapshot_id=current.snapshot_id if current is not None else None,
-        rows_in=rows[0],
-        rows_upserted=rows[1],
-        rows_deleted=rows[2],
-        pending_before=len(pending),
-        error=error,
-        detail=detail,
-    )
+    inputs = [
+        InputFile(f.relpath, DEVICE_FILE_KIND, f.first_seq, f.last_seq) for f in pending if f.relpath in held
+    ]
+    run = rec.finish(after, inputs, len(pending))
     store.record(run)
     return run

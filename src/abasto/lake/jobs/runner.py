@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import fcntl
 import tempfile
-import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +32,12 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from abasto.catalog import load_table, open_catalog
-from abasto.errors import ConfigError, InvalidInputError, TransientError
+from abasto.errors import ConfigError, InvalidInputError
 from abasto.lake.curate import curate_table
 from abasto.lake.device_files import DeviceLedger
 from abasto.lake.device_tables import DEVICE_TABLES, get_device_spec, is_device_table
 from abasto.lake.jobs.device_jobs import device_pending, run_device_job
-from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunStatus, Trigger
+from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunRecording, Trigger
 from abasto.lake.ledger import Ledger
 from abasto.lake.raw_files import RawFile, discover_raw_files
 from abasto.lake.storage import filesystem_for
@@ -259,51 +257,24 @@ class JobRunner:
     def _execute_locked(
         self, spec: TableSpec, trigger: Trigger, raw_uri: str, detail: dict[str, Any]
     ) -> JobRun:
-        started, t0 = datetime.now(UTC), time.perf_counter()
-        run_id = uuid.uuid4().hex  # also stamped on the rows this run quarantines
         before = load_table(self.catalog, spec.identifier)
-        known = {s.snapshot_id for s in before.snapshots()} if before is not None else set()
+        # its run_id also tags the rows the run quarantines
+        rec = RunRecording.start(spec.identifier, trigger, before, detail)
         pending: list[RawFile] = []
-        error: str | None = None
-        rows = (0, 0, 0)
         try:
             pending = _ledger(before).pending(discover_raw_files(raw_uri, spec.source))
             result = curate_table(
-                spec, catalog=self.catalog, raw_uri=raw_uri, max_files=self.max_files, run_id=run_id
+                spec, catalog=self.catalog, raw_uri=raw_uri, max_files=self.max_files, run_id=rec.run_id
             )
-            rows = (result.rows_in, result.rows_upserted, result.rows_deleted)
-            if result.quality is not None:
-                detail["quality"] = result.quality.as_dict()
+            rec.note_result(result.rows_in, result.rows_upserted, result.rows_deleted, result.quality)
         except Exception as exc:  # noqa: BLE001 - any failure of the job is recorded, never lost
-            error = f"{type(exc).__name__}: {exc}"
-            detail["retryable"] = isinstance(exc, TransientError)
+            rec.note_failure(exc)
         after = load_table(self.catalog, spec.identifier)
         still = {f.relpath for f in _ledger(after).pending(pending)}
-        applied = [f for f in pending if f.relpath not in still]
-        new = sorted(
-            (s for s in (after.snapshots() if after is not None else []) if s.snapshot_id not in known),
-            key=lambda s: s.sequence_number or 0,
-        )
-        current = after.current_snapshot() if after is not None else None
-        run = JobRun(
-            run_id=run_id,
-            job=f"curate.{spec.name}",
-            table=spec.identifier,
-            trigger=trigger,
-            status=RunStatus.OK if error is None else RunStatus.FAILED,
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            duration_s=time.perf_counter() - t0,
-            inputs=tuple(InputFile(f.relpath, f.kind, f.first_lsn, f.last_lsn) for f in applied),
-            snapshot_ids=tuple(s.snapshot_id for s in new),
-            snapshot_id=current.snapshot_id if current is not None else None,
-            rows_in=rows[0],
-            rows_upserted=rows[1],
-            rows_deleted=rows[2],
-            pending_before=len(pending),
-            error=error,
-            detail=detail,
-        )
+        inputs = [
+            InputFile(f.relpath, f.kind, f.first_lsn, f.last_lsn) for f in pending if f.relpath not in still
+        ]
+        run = rec.finish(after, inputs, len(pending))
         self.store.record(run)
         return run
 

@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from abasto.errors import TransientError
 from abasto.settings import Settings
 
-__all__ = ["InputFile", "JobRun", "JobRunStore", "RunStatus", "Trigger", "job_runs_path"]
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+__all__ = ["InputFile", "JobRun", "JobRunStore", "RunRecording", "RunStatus", "Trigger", "job_runs_path"]
 
 
 class Trigger(StrEnum):
@@ -110,6 +116,68 @@ class JobRun:
             "error": self.error,
             "detail": self.detail,
         }
+
+
+@dataclass
+class RunRecording:
+    """What every curate job run records, whatever feeds the table: started with the table as it
+    was (:meth:`start`), the job's outcome noted (:meth:`note_result`, :meth:`note_failure`),
+    finished into a :class:`JobRun` with the snapshots the run committed (:meth:`finish`)."""
+
+    identifier: str
+    trigger: Trigger
+    run_id: str
+    started: datetime
+    t0: float
+    known: frozenset[int]
+    detail: dict[str, Any]
+    rows: tuple[int, int, int] = (0, 0, 0)
+    error: str | None = None
+
+    @classmethod
+    def start(
+        cls, identifier: str, trigger: Trigger, before: Table | None, detail: dict[str, Any]
+    ) -> RunRecording:
+        known = frozenset(s.snapshot_id for s in before.snapshots()) if before is not None else frozenset()
+        run_id, started = uuid.uuid4().hex, datetime.now(UTC)
+        return cls(identifier, trigger, run_id, started, time.perf_counter(), known, detail)
+
+    def note_result(self, rows_in: int, rows_upserted: int, rows_deleted: int, quality: Any) -> None:
+        """The job's counts; ``quality``: its :class:`~abasto.lake.quality.QualityReport` or None."""
+        self.rows = (rows_in, rows_upserted, rows_deleted)
+        if quality is not None:
+            self.detail["quality"] = quality.as_dict()
+
+    def note_failure(self, exc: Exception) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.detail["retryable"] = isinstance(exc, TransientError)
+
+    def finish(self, after: Table | None, inputs: Sequence[InputFile], pending_before: int) -> JobRun:
+        new = sorted(
+            (s for s in (after.snapshots() if after is not None else []) if s.snapshot_id not in self.known),
+            key=lambda s: s.sequence_number or 0,
+        )
+        current = after.current_snapshot() if after is not None else None
+        name = self.identifier.rsplit(".", 1)[-1]
+        return JobRun(
+            run_id=self.run_id,
+            job=f"curate.{name}",
+            table=self.identifier,
+            trigger=self.trigger,
+            status=RunStatus.OK if self.error is None else RunStatus.FAILED,
+            started_at=self.started,
+            finished_at=datetime.now(UTC),
+            duration_s=time.perf_counter() - self.t0,
+            inputs=tuple(inputs),
+            snapshot_ids=tuple(s.snapshot_id for s in new),
+            snapshot_id=current.snapshot_id if current is not None else None,
+            rows_in=self.rows[0],
+            rows_upserted=self.rows[1],
+            rows_deleted=self.rows[2],
+            pending_before=pending_before,
+            error=self.error,
+            detail=self.detail,
+        )
 
 
 def job_runs_path(settings: Settings) -> Path:
