@@ -22,6 +22,7 @@ Stream processor (``abasto realtime run --metrics-port``):
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -68,8 +69,9 @@ class _Collector(Collector, Generic[T]):
     def describe(self) -> Iterator[Metric]:
         return iter(())  # names are known only from live counters; registration skips the clash check
 
+    @abstractmethod
     def _families(self, counters: T) -> Iterable[Metric]:
-        raise NotImplementedError
+        """The metric families of one scrape, read from ``counters`` (each collector's own)."""
 
     def counter(self, name: str, doc: str, value: float) -> CounterMetricFamily:
         """A counter without breakdown."""
