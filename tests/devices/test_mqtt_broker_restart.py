@@ -96,29 +96,26 @@ def broker(settings_factory: SettingsFactory) -> Settings:
     return settings
 
 
-def sigkill_nats(settings: Settings) -> None:
+def _signal_nats(settings: Settings, sig: signal.Signals, timeout_s: float) -> None:
     pid = NatsService(settings).running_pid()
     assert pid is not None, "nats-server is not running"
-    os.kill(pid, signal.SIGKILL)
-    assert wait_gone(pid, 10), f"nats-server {pid} survived SIGKILL"
+    os.kill(pid, sig)
+    assert wait_gone(pid, timeout_s), f"nats-server {pid} still runs {timeout_s} s after {sig.name}"
+    down(settings, only=["nats"])  # the pid file
+
+
+def sigkill_nats(settings: Settings) -> None:
+    _signal_nats(settings, signal.SIGKILL, 10)
 
 
 def lame_duck_stop_nats(settings: Settings) -> None:
     """Graceful: SIGUSR2 puts nats-server in lame duck mode; it closes its clients, then exits."""
-    pid = NatsService(settings).running_pid()
-    assert pid is not None, "nats-server is not running"
-    os.kill(pid, signal.SIGUSR2)
-    assert wait_gone(pid, 40), f"nats-server {pid} did not leave lame duck mode"
-    down(settings, only=["nats"])  # the pid file
+    _signal_nats(settings, signal.SIGUSR2, 40)
 
 
 def sigterm_stop_nats(settings: Settings) -> None:
     """A plain SIGTERM (what ``abasto down`` sent before it used lame duck mode)."""
-    pid = NatsService(settings).running_pid()
-    assert pid is not None, "nats-server is not running"
-    os.kill(pid, signal.SIGTERM)
-    assert wait_gone(pid, 40), f"nats-server {pid} survived SIGTERM"
-    down(settings, only=["nats"])  # the pid file
+    _signal_nats(settings, signal.SIGTERM, 40)
 
 
 async def stored_events(settings: Settings) -> list[DeviceEvent]:

@@ -69,7 +69,7 @@ from abasto.lake.quality import (
     quarantine_new_rows,
     unique_keys,
 )
-from abasto.lake.storage import filesystem_for
+from abasto.lake.storage import fetch_bytes, filesystem_for
 from abasto.lake.tables import TableSpec
 
 __all__ = [
@@ -388,14 +388,7 @@ def _read_one(wanted: str, schema: pa.Schema, index: int, f: DeviceFile) -> tupl
         with fs.open_input_file(path) as handle:
             return _parse(handle, wanted, schema, index)
     except (OSError, pa.ArrowException) as first:
-        try:  # tell a storage failure from a corrupt file: fetch the bytes, then parse them
-            with fs.open_input_stream(path) as stream:
-                data = stream.read()
-        except OSError as exc:
-            raise TransientError(
-                f"raw file {f.key} could not be fetched: {exc}",
-                hint="check the raw zone's storage, run again",
-            ) from exc
+        data = fetch_bytes(f.uri, f.key)  # a storage failure raises; a corrupt file parses badly
         try:
             return _parse(pa.BufferReader(data), wanted, schema, index)
         except (OSError, pa.ArrowException, _NotDeviceEvents) as exc:

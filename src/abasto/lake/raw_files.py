@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from abasto.catalog.arrow_types import normalize_table
-from abasto.errors import InvalidInputError, TransientError
-from abasto.lake.storage import filesystem_for, join_uri, list_files, read_parquet
+from abasto.errors import InvalidInputError
+from abasto.lake.storage import fetch_bytes, join_uri, list_files, read_parquet
 
 __all__ = [
     "CDC_COLUMNS",
@@ -201,15 +201,7 @@ def _read_one(raw: RawFile, index: int, *, confirm_corrupt: bool = False) -> pa.
 def _reread_from_bytes(raw: RawFile, first: BaseException) -> pa.Table:
     """Tell a corrupt file from a storage failure: fetch the bytes (an error there is transient),
     then parse them in memory (an error there is the content's)."""
-    fs, path = filesystem_for(raw.uri)
-    try:
-        with fs.open_input_stream(path) as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise TransientError(
-            f"raw file {raw.relpath} could not be fetched: {exc}",
-            hint="check the raw zone's storage, run again",
-        ) from exc
+    data = fetch_bytes(raw.uri, raw.relpath)
     try:
         return pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:

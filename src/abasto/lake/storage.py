@@ -16,9 +16,17 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from abasto.errors import ConfigError
+from abasto.errors import ConfigError, TransientError
 
-__all__ = ["StoredFile", "filesystem_for", "join_uri", "list_files", "read_parquet", "write_parquet_atomic"]
+__all__ = [
+    "StoredFile",
+    "fetch_bytes",
+    "filesystem_for",
+    "join_uri",
+    "list_files",
+    "read_parquet",
+    "write_parquet_atomic",
+]
 
 
 @dataclass(frozen=True)
@@ -101,3 +109,20 @@ def read_parquet(uri: str) -> pa.Table:
     """Read one Parquet file."""
     fs, path = filesystem_for(uri)
     return pq.read_table(path, filesystem=fs)
+
+
+def fetch_bytes(uri: str, name: str) -> bytes:
+    """The whole content of ``uri``: after a file failed to parse, this tells a storage failure
+    (an error here) from a corrupt file (the bytes arrive but do not parse).
+
+    Raises:
+        TransientError: the bytes could not be fetched; ``name`` says which file.
+    """
+    fs, path = filesystem_for(uri)
+    try:
+        with fs.open_input_stream(path) as stream:
+            return bytes(stream.read())
+    except OSError as exc:
+        raise TransientError(
+            f"raw file {name} could not be fetched: {exc}", hint="check the raw zone's storage, run again"
+        ) from exc
