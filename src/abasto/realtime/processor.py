@@ -133,6 +133,14 @@ class Processor:
     def durable(self) -> str:
         return self._durable
 
+    async def bind(self) -> Consumer:
+        """Bind the durable consumer (restoring the checkpoint, if any) now; idempotent.
+
+        ``run``/``run_until_idle`` bind on their own; binding first lets a caller start the
+        clock, or the publishers, only once the worker is in place.
+        """
+        return await self._bound()
+
     async def _bound(self) -> Consumer:
         if self._consumer is None:
             self._consumer = await self._open()
