@@ -392,6 +392,12 @@ async def _batched_end_to_end(
                     delivered = await delivery.result(300.0)
                     await publisher.stop()
                 e2e.append(n_events / (max(processed, delivered.finished) - t0))
+                log.info(
+                    "batched run %d: processor %.2f s, delivery %.2f s",
+                    i,
+                    processed - t0,
+                    delivered.finished - t0,
+                )
                 rows = delivered.metrics.rows_written
                 if processor.engine.metrics.accepted != n_events or rows != n_events:
                     raise ServiceUnavailableError(

@@ -19,15 +19,17 @@ single and batched messages alike.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 
-from abasto.contracts.batches import SCHEMA_BATCH_V1, decode_batch_record, is_batch
+from abasto.contracts.batches import SCHEMA_BATCH_V1, BatchedEvent, decode_batch_record, is_batch
 from abasto.contracts.events import (
     CoolerTelemetry,
     DeliveryReceipt,
@@ -101,10 +103,16 @@ class DecodedBatch:
 
 
 class _Columns:
-    """Column builders of one partition."""
+    """Column builders of a whole batch, in stream order, with each row's UTC hour number.
+
+    Single events are appended one by one; the events of a batched record are appended a column
+    at a time (one comprehension per column, not a method call per event). :meth:`partitions`
+    splits the rows by hour with a stable sort, so each partition keeps the stream order.
+    """
 
     def __init__(self) -> None:
         self.values: dict[str, list[object]] = {f.name: [] for f in POS_EVENTS_SCHEMA}
+        self.hours: list[int] = []
 
     def add(
         self,
@@ -116,7 +124,6 @@ class _Columns:
         p: Payload,
         schema: str,
         received_at: datetime,
-        batch_index: int | None,
     ) -> None:
         v = self.values
         v["stream_seq"].append(msg.stream_seq)
@@ -126,45 +133,80 @@ class _Columns:
         v["seq"].append(seq)
         v["event_time"].append(event_time)
         v["type"].append(_TYPE_OF[type(p)])
-        v["sku"].append(getattr(p, "sku", None))
-        v["qty"].append(getattr(p, "qty", None))
-        v["price"].append(getattr(p, "price", None))
-        v["on_hand"].append(getattr(p, "on_hand", None))
-        v["order_id"].append(getattr(p, "order_id", None))
-        v["door_openings"].append(getattr(p, "door_openings", None))
-        v["temperature_c"].append(getattr(p, "temperature_c", None))
-        v["battery_mv"].append(getattr(p, "battery_mv", None))
+        for name in _PAYLOAD_COLUMNS:
+            v[name].append(getattr(p, name, None))
         v["schema"].append(schema)
         v["received_at"].append(received_at)
-        v["batch_index"].append(batch_index)
+        v["batch_index"].append(None)
+        self.hours.append(int(event_time.timestamp() // 3600))
 
-    def table(self) -> pa.Table:
-        return pa.Table.from_pydict(self.values, schema=POS_EVENTS_SCHEMA)
+    def extend(
+        self,
+        msg: RawMessage,
+        device_id: str,
+        store_id: str,
+        events: list[BatchedEvent],
+        indexes: list[int],
+        received_at: datetime,
+    ) -> None:
+        """The events of one batched record (all kept), ``indexes`` their positions in it."""
+        k = len(events)
+        v = self.values
+        v["stream_seq"] += [msg.stream_seq] * k
+        v["subject"] += [msg.subject] * k
+        v["device_id"] += [device_id] * k
+        v["store_id"] += [store_id] * k
+        v["seq"] += [e.seq for e in events]
+        times = [e.event_time for e in events]
+        v["event_time"] += times
+        payloads = [e.payload for e in events]
+        v["type"] += [_TYPE_OF[type(p)] for p in payloads]
+        for name in _PAYLOAD_COLUMNS:
+            v[name] += [getattr(p, name, None) for p in payloads]
+        v["schema"] += [SCHEMA_BATCH_V1] * k
+        v["received_at"] += [received_at] * k
+        v["batch_index"] += indexes
+        self.hours += [int(t.timestamp() // 3600) for t in times]
+
+    def partitions(self) -> dict[str, pa.Table]:
+        """The rows by partition (sorted by partition name), each in stream order."""
+        if not self.hours:
+            return {}
+        table = pa.Table.from_pydict(self.values, schema=POS_EVENTS_SCHEMA)
+        hours = np.asarray(self.hours, dtype=np.int64)
+        order = np.argsort(hours, kind="stable")
+        ordered = hours[order]
+        starts = np.flatnonzero(np.diff(ordered)) + 1
+        bounds = [0, *starts.tolist(), len(ordered)]
+        table = table.take(pa.array(order))
+        out: dict[str, pa.Table] = {}
+        for lo, hi in itertools.pairwise(bounds):
+            hour = datetime.fromtimestamp(int(ordered[lo]) * 3600, UTC)
+            out[partition_of(hour)] = table.slice(lo, hi - lo)
+        return dict(sorted(out.items()))
+
+
+#: payload fields that are columns of their own (null where the payload type has none)
+_PAYLOAD_COLUMNS: Final = (
+    "sku",
+    "qty",
+    "price",
+    "on_hand",
+    "order_id",
+    "door_openings",
+    "temperature_c",
+    "battery_mv",
+)
 
 
 def decode_batch(messages: Iterable[RawMessage], *, received_at: datetime) -> DecodedBatch:
     """Decode ``messages`` (any order) into per-partition tables sorted by stream sequence."""
     out = DecodedBatch()
     seen: set[tuple[str, int]] = set()
-    columns: dict[str, _Columns] = {}
-
-    #: UTC hour number → its partition's columns (partition_of formats dates: once an hour)
-    by_hour: dict[int, _Columns] = {}
-
-    def builder_for(event_time: datetime) -> _Columns:
-        hour = int(event_time.timestamp() // 3600)
-        builder = by_hour.get(hour)
-        if builder is None:
-            partition = partition_of(event_time)
-            builder = columns.get(partition)
-            if builder is None:
-                builder = columns[partition] = _Columns()
-            by_hour[hour] = builder
-        return builder
-
+    columns = _Columns()
     for msg in sorted(messages, key=lambda m: m.stream_seq):
         if is_batch(msg.data):
-            _add_batch(msg, received_at, out, seen, builder_for)
+            _add_batch(msg, received_at, out, seen, columns)
             continue
         try:
             event = decode_event(msg.data, now=received_at)
@@ -176,7 +218,7 @@ def decode_batch(messages: Iterable[RawMessage], *, received_at: datetime) -> De
             out.duplicates += 1
             continue
         seen.add(key)
-        builder_for(event.event_time).add(
+        columns.add(
             msg,
             event.device_id,
             event.store_id,
@@ -185,9 +227,8 @@ def decode_batch(messages: Iterable[RawMessage], *, received_at: datetime) -> De
             event.payload,
             event.schema,
             received_at,
-            None,
         )
-    out.partitions = {part: builder.table() for part, builder in sorted(columns.items())}
+    out.partitions = columns.partitions()
     return out
 
 
@@ -196,7 +237,7 @@ def _add_batch(
     received_at: datetime,
     out: DecodedBatch,
     seen: set[tuple[str, int]],
-    builder_for: Callable[[datetime], _Columns],
+    columns: _Columns,
 ) -> None:
     """The rows of one batched record (its invalid events counted and left out)."""
     try:
@@ -206,13 +247,19 @@ def _add_batch(
         return
     for rejected in record.rejected:
         out.invalid[rejected.reason] += 1
-    device, store = record.device_id, record.store_id
-    for index, e in zip(record.indexes, record.events, strict=True):
-        key = (device, e.seq)
-        if key in seen:
-            out.duplicates += 1
-            continue
-        seen.add(key)
-        builder_for(e.event_time).add(
-            msg, device, store, e.seq, e.event_time, e.payload, SCHEMA_BATCH_V1, received_at, index
-        )
+    device = record.device_id
+    keys = [(device, e.seq) for e in record.events]
+    fresh = seen.isdisjoint(keys) and len(set(keys)) == len(keys)
+    if fresh:
+        seen.update(keys)
+        events, indexes = record.events, list(record.indexes)
+    else:
+        events, indexes = [], []
+        for key, index, e in zip(keys, record.indexes, record.events, strict=True):
+            if key in seen:
+                out.duplicates += 1
+                continue
+            seen.add(key)
+            events.append(e)
+            indexes.append(index)
+    columns.extend(msg, device, record.store_id, events, indexes, received_at)
