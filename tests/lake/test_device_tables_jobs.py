@@ -181,3 +181,35 @@ def test_a_change_capture_run_records_its_quality_counts_too(settings: Settings,
     run = runner.run("regions")
     assert run.ok and run.detail["quality"]["rows_checked"] == 2
     assert runner.store.runs("curated.regions")[0].detail["quality"] == run.detail["quality"]
+
+
+def test_device_jobs_run_together_record_one_run_per_table(
+    settings: Settings, catalog: SqlCatalog, runner: JobRunner
+) -> None:
+    from abasto.lake.device_tables import DEVICE_TABLES  # noqa: PLC0415
+    from abasto.lake.jobs.device_jobs import run_device_jobs  # noqa: PLC0415
+
+    files = write_batch(
+        settings.raw_uri, [sale("pos-0001", 1, 5, qty=3), stock("pos-0001", 2, 6, on_hand=-1)], 1
+    )
+    specs = list(DEVICE_TABLES.values())
+
+    runs = run_device_jobs(catalog, runner.store, specs, Trigger.MANUAL, raw_uri=settings.raw_uri, detail={})
+
+    assert [r.table for r in runs] == ["curated.sales_by_hour", "curated.stock_readings"]
+    assert all(r.ok and [i.relpath for i in r.inputs] == files for r in runs)
+    assert (runs[0].rows_upserted, runs[1].rows_upserted) == (1, 0)
+    assert runs[1].detail["quality"]["failures"] == {"non_negative:on_hand": 1}
+    quarantined = catalog.load_table(QUARANTINE_TABLE).scan().to_arrow()
+    assert quarantined["run_id"].to_pylist() == [runs[1].run_id]  # tagged by its table's run
+    assert runner.store.runs("curated.stock_readings") == [runs[1]]
+
+    again = run_device_jobs(catalog, runner.store, specs, Trigger.MANUAL, raw_uri=settings.raw_uri, detail={})
+    assert [(r.files, r.snapshot_ids) for r in again] == [(0, ()), (0, ())]
+
+    Path(settings.raw_uri.removeprefix("file://"), "devices/pos_events/stray.parquet").write_bytes(b"x")
+    failed = run_device_jobs(
+        catalog, runner.store, specs, Trigger.MANUAL, raw_uri=settings.raw_uri, detail={}
+    )
+    assert [r.status for r in failed] == [RunStatus.FAILED] * 2
+    assert all("not a device-events file path" in (r.error or "") for r in failed)

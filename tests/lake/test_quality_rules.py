@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -303,3 +304,56 @@ def test_the_linear_unique_rule_agrees_with_the_general_one(seed: int) -> None:
     assert fast.fails(rows, ctx).to_pylist() == expected.to_pylist()
     distinct = rows.group_by(["k1", "k2"]).aggregate([]).sort_by([("k1", "ascending"), ("k2", "ascending")])
     assert not pc.any(fast.fails(distinct, ctx)).as_py()
+
+
+def test_the_sql_form_of_each_rule_gives_its_masks_verdicts() -> None:
+    import duckdb  # noqa: PLC0415
+
+    from abasto.lake.quality import (  # noqa: PLC0415
+        ROW_ID,
+        known_values,
+        non_negative,
+        not_null,
+        register_domains,
+        rules_case_sql,
+    )
+
+    rng = random.Random(3)
+    n = 400
+    rows = pa.table(
+        {
+            "store_id": [rng.choice(["S1", "S2", "S9", None]) for _ in range(n)],
+            "sku": [rng.choice(["A", "B", "Z", None]) for _ in range(n)],
+            "qty": pa.array([rng.choice([-1, 0, 3, None]) for _ in range(n)], pa.int32()),
+            "price": [rng.choice([-0.5, 0.0, 2.5, None]) for _ in range(n)],
+            "day": pa.array([rng.choice([1, 2, None]) for _ in range(n)], pa.int64()),
+            ROW_ID: pa.array(range(n), pa.int64()),
+        }
+    )
+    ctx = QualityContext(domains={"stores": frozenset({"S1", "S2"}), "skus": frozenset({"A", "B"})})
+    rules = [
+        not_null("sku", "qty"),
+        not_null("missing"),  # a column the rows lack: every row fails
+        non_negative("qty", "price", "missing"),
+        known_values("store_id", "stores"),
+        known_values("sku", "skus"),
+        known_values("sku", "no_such_domain"),  # passes
+        unique_keys(("store_id", "day")),  # nulls group together, as in the mask
+    ]
+    con = duckdb.connect()
+    con.register("t", rows)
+    register_domains(con, ctx)
+    for rule in rules:
+        assert rule.sql is not None
+        mask = pc.fill_null(rule.fails(rows, ctx), False).to_pylist()
+        got = con.execute(
+            f"SELECT coalesce({rule.sql('t', rows.column_names, ctx)}, FALSE) FROM t ORDER BY {ROW_ID}"
+        )
+        assert [r[0] for r in got.fetchall()] == mask, rule.name
+    mixed = [r for r in rules if r.name != "not_null:missing"]
+    outcome = check_rows("curated.x", rows, mixed, ctx=ctx)
+    case = rules_case_sql("t", rows.column_names, mixed, ctx)
+    assigned = Counter(r[0] for r in con.execute(f"SELECT {case} FROM t").fetchall() if r[0] is not None)
+    assert dict(assigned) == outcome.report.failures
+    assert sum(assigned.values()) == n - outcome.passed.num_rows
+    assert con.execute(f"SELECT {rules_case_sql('t', [], [], ctx)}").fetchone() == (None,)

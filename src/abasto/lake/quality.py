@@ -12,6 +12,11 @@ Row rules return a boolean mask, ``True`` where a row fails; a row is quarantine
 rule (in list order) that fails it, so counts per rule add up to the quarantined rows. Table-level
 checks (:func:`freshness`) never quarantine rows: they add a finding to the report.
 
+The rules built here also have a SQL form (:attr:`Rule.sql`, same verdicts) so a job holding its
+rows in DuckDB checks them inside its own query: :func:`rules_case_sql` names each row's first
+failing rule, :func:`register_domains` provides the reference domains it reads, and
+:func:`failed_rows` shapes the failing rows for the quarantine as :func:`check_rows` does.
+
 ``curated.quarantine`` is an ordinary Iceberg table, queryable with ``abasto sql``; a row fixed at
 the source comes back through change capture like any other change.
 """
@@ -19,11 +24,12 @@ the source comes back through change capture like any other change.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
@@ -37,21 +43,27 @@ __all__ = [
     "QUARANTINE_IDENTITY",
     "QUARANTINE_SCHEMA",
     "QUARANTINE_TABLE",
+    "ROW_ID",
     "SOURCE_FILE_COLUMN",
     "QualityContext",
     "QualityOutcome",
     "QualityReport",
     "Rule",
+    "SqlMask",
     "TableCheck",
     "bad_file_row",
     "check_rows",
     "combine_reports",
+    "domain_relation",
+    "failed_rows",
     "freshness",
     "known_values",
     "non_negative",
     "not_null",
     "quarantine_new_rows",
     "quarantine_rows",
+    "register_domains",
+    "rules_case_sql",
     "unique_keys",
 ]
 
@@ -93,15 +105,24 @@ class QualityContext:
 
 
 Mask = Callable[[pa.Table, QualityContext], pa.Array | pa.ChunkedArray]
+#: a rule's SQL form: ``(relation, its columns, ctx)`` → a DuckDB boolean expression over a row of
+#: ``relation``, ``TRUE`` where the row breaks the rule (``NULL`` passes, as a null mask entry does)
+SqlMask = Callable[[str, Collection[str], QualityContext], str]
+
+#: unique BIGINT row id a relation checked through :attr:`Rule.sql` carries (batch-level rules
+#: such as :func:`unique_keys` name the failing rows by it)
+ROW_ID: Final = "_i"
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A row rule: ``fails(rows, ctx)`` is a boolean mask, ``True`` where a row breaks it."""
+    """A row rule: ``fails(rows, ctx)`` is a boolean mask, ``True`` where a row breaks it;
+    ``sql``, when set, gives the same verdicts inside a DuckDB query (see :data:`SqlMask`)."""
 
     name: str
     description: str
     fails: Mask
+    sql: SqlMask | None = None
 
 
 @dataclass(frozen=True)
@@ -185,7 +206,12 @@ def not_null(*columns: str) -> Rule:
             mask = pc.or_(mask, pc.is_null(_column(rows, c)))
         return mask
 
-    return Rule(f"not_null:{','.join(columns)}", f"{', '.join(columns)} must not be null", fails)
+    def sql(relation: str, present: Collection[str], ctx: QualityContext) -> str:
+        if any(c not in present for c in columns):
+            return "TRUE"
+        return "(" + " OR ".join(f"{_q(c)} IS NULL" for c in columns) + ")"
+
+    return Rule(f"not_null:{','.join(columns)}", f"{', '.join(columns)} must not be null", fails, sql)
 
 
 def non_negative(*columns: str) -> Rule:
@@ -198,7 +224,11 @@ def non_negative(*columns: str) -> Rule:
                 mask = pc.or_(mask, pc.fill_null(pc.less(_column(rows, c), 0), False))
         return mask
 
-    return Rule(f"non_negative:{','.join(columns)}", f"{', '.join(columns)} must be >= 0", fails)
+    def sql(relation: str, present: Collection[str], ctx: QualityContext) -> str:
+        tests = [f"coalesce({_q(c)} < 0, FALSE)" for c in columns if c in present]
+        return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+
+    return Rule(f"non_negative:{','.join(columns)}", f"{', '.join(columns)} must be >= 0", fails, sql)
 
 
 def known_values(column: str, domain: str) -> Rule:
@@ -213,7 +243,13 @@ def known_values(column: str, domain: str) -> Rule:
         inside = pc.is_in(values, pa.array(sorted(known), values.type))
         return pc.and_(pc.is_valid(values), pc.invert(inside))
 
-    return Rule(f"known:{column}", f"{column} must be a known {domain} value", fails)
+    def sql(relation: str, present: Collection[str], ctx: QualityContext) -> str:
+        if ctx.domains.get(domain) is None or column not in present:
+            return "FALSE"
+        c = _q(column)
+        return f"({c} IS NOT NULL AND {c} NOT IN (SELECT value FROM {_q(domain_relation(domain))}))"
+
+    return Rule(f"known:{column}", f"{column} must be a known {domain} value", fails, sql)
 
 
 def unique_keys(keys: Sequence[str]) -> Rule:
@@ -231,7 +267,55 @@ def unique_keys(keys: Sequence[str]) -> Rule:
         joined = indexed.join(marked, keys=list(keys), join_type="left outer").sort_by("_i")
         return pc.fill_null(joined["_dup"], False)
 
-    return Rule(f"unique:{','.join(keys)}", f"({', '.join(keys)}) must be unique in the batch", fails)
+    def sql(relation: str, present: Collection[str], ctx: QualityContext) -> str:
+        # only rows whose key hash repeats are counted exactly: a batch without repeats costs one
+        # hash aggregation; a row with a null key never fails (``fails`` joins on the keys)
+        k = ", ".join(_q(c) for c in keys)
+        valued = " AND ".join(f"{_q(c)} IS NOT NULL" for c in keys)
+        return (
+            f"({valued} AND {ROW_ID} IN (SELECT {ROW_ID} FROM (SELECT {ROW_ID}, count(*) OVER "
+            f"(PARTITION BY {k}) AS _n FROM {relation} WHERE hash({k}) IN (SELECT _h FROM (SELECT "
+            f"hash({k}) AS _h FROM {relation}) GROUP BY _h HAVING count(*) > 1)) WHERE _n > 1))"
+        )
+
+    return Rule(f"unique:{','.join(keys)}", f"({', '.join(keys)}) must be unique in the batch", fails, sql)
+
+
+def _q(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def domain_relation(domain: str) -> str:
+    """The DuckDB relation (one ``value`` column) :func:`register_domains` gives ``domain``."""
+    return f"_domain_{domain}"
+
+
+def register_domains(con: duckdb.DuckDBPyConnection, ctx: QualityContext) -> None:
+    """Register each of ``ctx.domains`` on ``con`` as :func:`domain_relation` (for the SQL form of
+    :func:`known_values`)."""
+    for domain, values in ctx.domains.items():
+        con.register(domain_relation(domain), pa.table({"value": pa.array(sorted(values), pa.string())}))
+
+
+def rules_case_sql(
+    relation: str, columns: Collection[str], rules: Sequence[Rule], ctx: QualityContext
+) -> str:
+    """A SQL expression naming the first of ``rules`` a row of ``relation`` fails (``NULL`` if it
+    passes them all), as :func:`check_rows` attributes rows.
+
+    Raises:
+        ValueError: a rule has no SQL form.
+    """
+    if not rules:
+        return "NULL::VARCHAR"
+    branches = []
+    for rule in rules:
+        if rule.sql is None:
+            raise ValueError(f"rule {rule.name} has no SQL form")
+        literal = "'" + rule.name.replace("'", "''") + "'"
+        branches.append(f"WHEN {rule.sql(relation, columns, ctx)} THEN {literal}")
+    return "CASE " + " ".join(branches) + " END"
 
 
 def freshness(column: str, max_age: timedelta) -> TableCheck:
@@ -301,23 +385,37 @@ def _quarantine_shape(
 ) -> pa.Table:
     if not pc.any(bad).as_py():
         return QUARANTINE_SCHEMA.empty_table()
-    described = {r.name: r.description for r in rules}
-    names = assigned.filter(bad).to_pylist()
-    images = data.filter(bad).to_pylist()
     files = (
-        rows[SOURCE_FILE_COLUMN].filter(bad).to_pylist()
-        if SOURCE_FILE_COLUMN in rows.column_names
-        else [None] * len(names)
+        rows[SOURCE_FILE_COLUMN].filter(bad).to_pylist() if SOURCE_FILE_COLUMN in rows.column_names else None
     )
+    return failed_rows(
+        table, data.filter(bad), assigned.filter(bad).to_pylist(), files, rules, ctx=ctx, run_id=run_id
+    )
+
+
+def failed_rows(
+    table: str,
+    images: pa.Table,
+    rule_names: Sequence[str],
+    source_files: Sequence[str | None] | None,
+    rules: Sequence[Rule],
+    *,
+    ctx: QualityContext,
+    run_id: str | None,
+) -> pa.Table:
+    """Quarantine rows (:data:`QUARANTINE_SCHEMA`) for failing rows: ``images`` (one row each, as
+    checked, without :data:`SOURCE_FILE_COLUMN`), the rule each failed first, its raw file."""
+    described = {r.name: r.description for r in rules}
+    n = images.num_rows
     return pa.Table.from_pydict(
         {
-            "table_name": [table] * len(names),
-            "rule": names,
-            "detail": [described[n] for n in names],
-            "source_file": files,
-            "run_id": [run_id] * len(names),
-            "row_json": [json.dumps(r, default=str, sort_keys=True) for r in images],
-            "quarantined_at": [ctx.now] * len(names),
+            "table_name": [table] * n,
+            "rule": list(rule_names),
+            "detail": [described[r] for r in rule_names],
+            "source_file": list(source_files) if source_files is not None else [None] * n,
+            "run_id": [run_id] * n,
+            "row_json": [json.dumps(r, default=str, sort_keys=True) for r in images.to_pylist()],
+            "quarantined_at": [ctx.now] * n,
         },
         schema=QUARANTINE_SCHEMA,
     )

@@ -151,7 +151,7 @@ def unique_sorted_keys(keys: tuple[str, ...]) -> Rule:
             pa.concat_arrays([same, pa.array([False])]), pa.concat_arrays([pa.array([False]), same])
         )
 
-    return Rule(general.name, general.description, fails)
+    return Rule(general.name, general.description, fails, general.sql)
 
 
 def checks_for(spec: TableSpec) -> list[TableCheck]:
