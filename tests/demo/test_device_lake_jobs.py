@@ -117,5 +117,8 @@ def test_a_failed_job_stops_the_demo(settings_factory: SettingsFactory) -> None:
     with pytest.raises(TerminalError, match=r"device job curate\.sales_by_hour failed") as caught:
         run_device_jobs(settings, open_catalog(settings), lambda _msg: None)
     assert caught.value.hint is not None and "abasto jobs status" in caught.value.hint
-    (failed,) = JobRunStore.for_settings(settings).runs()
-    assert failed.status is RunStatus.FAILED and failed.run_id in caught.value.hint
+    # the two jobs run together from one read: both runs are recorded, both failed
+    runs = {run.table: run for run in JobRunStore.for_settings(settings).runs()}
+    assert sorted(runs) == ["curated.sales_by_hour", "curated.stock_readings"]
+    assert all(run.status is RunStatus.FAILED for run in runs.values())
+    assert runs["curated.sales_by_hour"].run_id in caught.value.hint

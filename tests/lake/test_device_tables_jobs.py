@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from abasto.cli import app
 from abasto.delivery.layout import POS_EVENTS_PATH
+from abasto.errors import InvalidInputError
 from abasto.lake.jobs import (
     JobRunner,
     ObjectRef,
@@ -213,3 +214,35 @@ def test_device_jobs_run_together_record_one_run_per_table(
     )
     assert [r.status for r in failed] == [RunStatus.FAILED] * 2
     assert all("not a device-events file path" in (r.error or "") for r in failed)
+
+
+def test_run_all_runs_the_device_tables_from_one_read(
+    settings: Settings, catalog: SqlCatalog, runner: JobRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter  # noqa: PLC0415
+    from typing import Any  # noqa: PLC0415
+
+    from abasto.lake import device_tables as dt  # noqa: PLC0415
+
+    files = write_batch(settings.raw_uri, [sale("pos-0001", 1, 5, qty=3), stock("pos-0001", 2, 6)], 1)
+    files += write_batch(settings.raw_uri, [sale("pos-0002", 1, 65, qty=4)], 3)
+    reads: Counter[str] = Counter()
+    read_one = dt._read_one
+
+    def counted(names: Any, index: int, f: Any) -> Any:
+        reads[f.relpath] += 1
+        return read_one(names, index, f)
+
+    monkeypatch.setattr(dt, "_read_one", counted)
+
+    runs = runner.run_all(["stock_readings", "sales_by_hour"])
+
+    assert dict(reads) == dict.fromkeys(files, 1)  # each file once, for both tables
+    assert [(r.table, r.ok, r.files) for r in runs] == [
+        ("curated.stock_readings", True, 2),
+        ("curated.sales_by_hour", True, 2),
+    ]
+    assert units(catalog) == 7
+    assert runner.store.runs("curated.sales_by_hour") == [runs[1]]
+    with pytest.raises(InvalidInputError, match="named twice"):
+        runner.run_device_tables(["sales_by_hour", "curated.sales_by_hour"])

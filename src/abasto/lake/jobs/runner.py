@@ -13,15 +13,17 @@ range starting later is refused rather than silently skipping files).
 
 The device tables (``sales_by_hour``, ``stock_readings``, :mod:`abasto.lake.device_tables`) run
 through :func:`~abasto.lake.jobs.device_jobs.run_device_job` under the same lock and run store;
-their backfill selects the ``date=`` partitions of the raw device events.
+their backfill selects the ``date=`` partitions of the raw device events. When several are due
+together (``run_all``, the trigger), they run from one read of the raw device files
+(:meth:`JobRunner.run_device_tables`), each still recorded as its own run.
 """
 
 from __future__ import annotations
 
 import fcntl
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -36,7 +38,7 @@ from abasto.errors import ConfigError, InvalidInputError
 from abasto.lake.curate import curate_table
 from abasto.lake.device_files import DeviceLedger
 from abasto.lake.device_tables import DEVICE_TABLES, get_device_spec, is_device_table
-from abasto.lake.jobs.device_jobs import device_pending, run_device_job
+from abasto.lake.jobs.device_jobs import device_pending, run_device_job, run_device_jobs
 from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunRecording, Trigger
 from abasto.lake.ledger import Ledger
 from abasto.lake.raw_files import RawFile, discover_raw_files
@@ -149,9 +151,44 @@ class JobRunner:
         return self._execute(get_spec(table), trigger, detail=detail)
 
     def run_all(self, tables: Iterable[str] | None = None, trigger: Trigger = Trigger.MANUAL) -> list[JobRun]:
-        """One run per table (all of :func:`job_tables` if omitted); a failure does not stop the rest."""
+        """One run per table (all of :func:`job_tables` if omitted), in the order given; a failure
+        does not stop the rest. The device tables among them run together, from one read of the
+        raw device files (:meth:`run_device_tables`)."""
         names = list(tables) if tables is not None else job_tables()
-        return [self.run(name, trigger) for name in names]
+        device = list(dict.fromkeys(n for n in names if is_device_table(n)))
+        together = self.run_device_tables(device, trigger) if len(device) > 1 else {}
+        return [together.pop(name) if name in together else self.run(name, trigger) for name in names]
+
+    def run_device_tables(
+        self,
+        tables: Sequence[str],
+        trigger: Trigger = Trigger.MANUAL,
+        *,
+        detail: dict[str, Any] | None = None,
+    ) -> dict[str, JobRun]:
+        """Run the jobs of several device tables from one read of the raw device files, holding
+        every table's lock (taken in name order); one recorded run per table, by the name given.
+
+        Raises:
+            NotFoundError: a name is not a device table.
+            InvalidInputError: a table is named twice.
+        """
+        specs = [get_device_spec(name) for name in tables]
+        if len({spec.name for spec in specs}) != len(specs):
+            raise InvalidInputError(f"device tables named twice: {', '.join(tables)}")
+        with ExitStack() as locks:
+            for spec in sorted(specs, key=lambda s: s.name):
+                locks.enter_context(self._lock(spec))
+            runs = run_device_jobs(
+                self.catalog,
+                self.store,
+                specs,
+                trigger,
+                raw_uri=self.raw_uri,
+                detail=dict(detail or {}),
+                max_files=self.max_files,
+            )
+        return dict(zip(tables, runs, strict=True))
 
     def backfill(self, table: str, *, date_from: date | None = None, date_to: date | None = None) -> JobRun:
         """Re-discover the raw files of ``table`` and apply the pending ones dated in the range.

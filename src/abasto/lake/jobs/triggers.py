@@ -5,7 +5,8 @@ notification (``{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"na
 "object":{"key":…}}}]}``) on ``lake.objects.raw`` of the ``LAKE_EVENTS`` stream. A
 :class:`TriggerWorker` (durable consumer) maps each key to the :class:`TableSpec` whose source
 prefix it lies under, batches per table (up to ``max_files`` objects or ``max_wait_s`` seconds)
-and runs that table's curate job through a :class:`JobRunner`, which records the run. Messages are
+and runs that table's curate job through a :class:`JobRunner`, which records the run (device
+tables due at the same flush run together, from one read of the raw device files). Messages are
 acknowledged once their job ran; keys of no known table (or not in the raw layout) and unreadable
 messages are acknowledged and counted, never fatal. A failed job is recorded and its messages
 acknowledged (its files stay pending for the next run), unless the failure is retryable (another
@@ -371,11 +372,29 @@ class TriggerWorker:
             if force or len(b.keys) >= self.max_files or now - b.first_at >= self.max_wait_s
         ]
         runs: list[JobRun] = []
+        # device tables due together run from one read of the raw device files
+        device = [name for name in due if name in DEVICE_TABLES]
+        together: dict[str, JobRun] | BaseException = {}
+        if len(device) > 1:
+            keys = [k for name in device for k in self._batches[name].keys]
+            detail = {"objects": len(set(keys)), "keys": list(dict.fromkeys(keys))[:20]}
+            try:
+                together = await asyncio.to_thread(
+                    self.runner.run_device_tables, device, Trigger.OBJECT_CREATED, detail=detail
+                )
+            except Exception as exc:  # noqa: BLE001 - settled below, per table, as a run that could not start
+                together = exc
         for name in due:
             batch = self._batches.pop(name)
             detail = {"objects": len(batch.keys), "keys": batch.keys[:20]}
             try:
-                run = await asyncio.to_thread(self.runner.run, name, Trigger.OBJECT_CREATED, detail=detail)
+                if isinstance(together, BaseException) and name in device:
+                    raise together
+                if isinstance(together, dict) and name in together:
+                    run = together[name]
+                else:
+                    trigger = Trigger.OBJECT_CREATED
+                    run = await asyncio.to_thread(self.runner.run, name, trigger, detail=detail)
             except Exception as exc:  # noqa: BLE001 - the run could not even start (catalog, lock): retry later
                 log.warning("lake trigger: job %s did not run: %s", name, exc)
                 await self._settle(batch, name, retry=True)
