@@ -416,6 +416,33 @@ def test_idle_source_does_not_pin_wal(pipeline: CdcPipeline, source: str) -> Non
     assert slot_confirmed(source) > before  # moved past WAL that held nothing of ours
 
 
+def slot_restart(dsn: str, slot: str = "abasto_slot") -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+    assert row is not None
+    return parse_lsn(row[0])
+
+
+def test_the_restart_position_follows_the_capture(pipeline: CdcPipeline, source: str) -> None:
+    """A batch that leaves restart_lsn far behind ends by logging running transactions, and the
+    next batch's advance passes that record: the slot's restart position moves up with the capture
+    rather than staying where the slot began."""
+    pipeline.full_load()
+    start = slot_restart(source)
+    run(
+        source, "INSERT INTO sales.notes SELECT repeat('x', 300) FROM generate_series(1, 8000)"
+    )  # > 1 MB of WAL
+    with psycopg.connect(source) as conn:
+        written = parse_lsn(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])  # type: ignore[index]
+    assert written - start > pipeline_module.RESTART_LAG_BYTES
+    assert pipeline.capture_once(max_changes=100_000).changes == 8000  # ends by logging the record
+    run(source, "INSERT INTO sales.notes VALUES ('after')")
+    assert pipeline.capture_once().changes == 1  # its advance passes the record
+    assert slot_restart(source) >= written
+
+
 def test_one_capture_per_slot(pipeline: CdcPipeline, source: str, tmp_path: Path) -> None:
     pipeline.full_load()
     with (

@@ -72,6 +72,10 @@ def test_text_column_equals_value_by_value_parsing(
     got = text_column(values, typ, "sales.t.c")
     assert got.type == typ.arrow
     assert [str(v) for v in got.to_pylist()] == _reference(values, typ)
+    # the same values as one Arrow binary array (how the column-at-a-time decoding hands them over)
+    from_arrow = text_column(pa.array(values, pa.binary()), typ, "sales.t.c")
+    assert from_arrow.type == typ.arrow
+    assert [str(v) for v in from_arrow.to_pylist()] == [str(v) for v in got.to_pylist()]  # NaN too
 
 
 def test_text_column_errors_name_the_column() -> None:
@@ -79,6 +83,8 @@ def test_text_column_errors_name_the_column() -> None:
         text_column([b"1", b"abc"], column_type(INT4, -1), "sales.t.qty")
     with pytest.raises(DecodeError, match=r"sales\.t\.name"):
         text_column([b"\xff\xfe"], column_type(TEXT, -1), "sales.t.name")
+    with pytest.raises(DecodeError, match=r"sales\.t\.qty: cannot parse b'abc'"):
+        text_column(pa.array([b"1", b"abc"], pa.binary()), column_type(INT4, -1), "sales.t.qty")
     with pytest.raises(TerminalError, match="binary tuple data"):
         text_column([BinaryValue(b"\x00")], column_type(INT4, -1), "sales.t.qty")
 

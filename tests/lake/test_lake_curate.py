@@ -400,3 +400,30 @@ def test_missing_pyiceberg_core_is_a_config_error(
     with pytest.raises(ConfigError, match="pyiceberg_core") as caught:
         curate(SELLOUT)
     assert caught.value.hint == "pip install pyiceberg-core==0.10.1"
+
+
+def test_the_merge_transaction_sees_its_own_updates(
+    settings: Settings, catalog: SqlCatalog, curate: Curate
+) -> None:
+    """The merge's transaction computes its metadata once per state: the same object while nothing
+    changes, a new one with every pending update or table refresh, equal to pyiceberg's own."""
+    from abasto.lake.curate import _Transaction  # noqa: PLC0415
+
+    write_order_history(settings)
+    curate(LINES)
+    table = catalog.load_table(LINES.identifier)
+    tx = _Transaction(table)
+    first = tx.table_metadata
+    assert tx.table_metadata is first
+    tx.set_properties({"abasto.test": "1"})
+    updated = tx.table_metadata
+    assert updated is not first and updated.properties["abasto.test"] == "1"
+    fresh = Transaction.table_metadata.fget(tx)  # type: ignore[attr-defined]
+    skip = {"last_updated_ms"}  # the time of each computation
+    assert updated.model_dump(exclude=skip) == fresh.model_dump(exclude=skip)
+    with tx.update_schema() as update:
+        update.add_column("note", StringType())
+    assert "note" in tx.table_metadata.schema().column_names
+    tx.commit_transaction()
+    table.refresh()
+    assert table.properties["abasto.test"] == "1" and "note" in table.schema().column_names

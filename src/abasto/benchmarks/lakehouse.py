@@ -5,20 +5,22 @@ itself (temp home, free port) and a lake under the same temp home:
 
 * ``cdc_changes_per_s`` — a pgbench-like mixed workload (:class:`_Workload`: several writer
   connections, each commit multi-row inserts of orders and their lines, status and quantity
-  updates, deletes of orders with their lines) runs while a capture thread loops
-  ``CdcPipeline.capture_once`` and the main thread loops ``curate_table`` over ``curated.orders``
-  and ``curated.order_lines``; change records merged per second, from the workload's start to the
-  merge of its last change. Limit ``source_write_changes_per_s``: the workload's own committed
-  changes/s in the same window.
+  updates, deletes of orders with their lines) runs while a capture process runs
+  ``CdcPipeline.run`` (what ``abasto cdc run`` runs) and the main thread loops ``curate_table``
+  over ``curated.orders`` and ``curated.order_lines``; change records merged per second, from the
+  workload's start to the merge of its last change. Limit ``source_write_changes_per_s``: the
+  workload's own committed changes/s in the same window.
 * ``cdc_lag_p95_s`` — marker orders inserted by the workload every 0.25 s: commit → first seen by
   ``SqlEngine.query`` on ``curated.orders``. Limit ``cdc_cycle_p95_s``: p95 duration of one
   curate + query cycle of the main loop (with the capture beside it, the polling floor of the lag).
-  A bound on both: how fast the capture decodes (one Python thread).
+  Source, PostgreSQL's decoding, the capture and the merge share the machine's cores.
 * ``curate_rows_per_s`` — raw device events (``devices/pos_events/date=…/hour=…`` files as the
-  delivery writes them, with re-sent duplicates) → the device-table jobs ``curated.sales_by_hour``
-  and ``curated.stock_readings`` (dedup, quality checks, one commit per table); raw rows per second
-  of both jobs. Limit ``duckdb_copy_rows_per_s``: ``COPY (SELECT * FROM read_parquet(<same files>))
-  TO <parquet>`` in plain DuckDB.
+  delivery writes them, with re-sent duplicates) → ``curated.sales_by_hour`` and
+  ``curated.stock_readings`` in one ``curate_device_tables`` call (each file read once for both;
+  per table: dedup, quality checks with the known-store/SKU rules, one commit with its ledger),
+  into fresh tables; raw rows (counted once) per second of the whole call. Limit
+  ``duckdb_copy_rows_per_s``: ``COPY (SELECT * FROM read_parquet(<same files>)) TO <parquet>`` in
+  plain DuckDB.
 * ``sql_dashboard_query_ms`` — a dashboard aggregate over a curated table of N rows (10M in the
   full run) through ``SqlEngine.query``; limit ``plain_iceberg_scan_query_ms``: the same SQL over
   ``iceberg_scan(<same metadata>)`` in plain DuckDB. ``sql_overhead_fraction`` = abasto/plain − 1
@@ -27,8 +29,14 @@ itself (temp home, free port) and a lake under the same temp home:
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -222,7 +230,7 @@ def _cdc_figures(settings: Settings, plan: _Plan) -> list[Figure]:
         for table_spec in (spec, lines_spec):
             curate_table(table_spec, catalog=catalog, raw_uri=settings.raw_uri)
         workload = _Workload(dsn, stores, existing)
-        pipeline.close()  # releases the capture lock for the capture thread's pipeline
+        pipeline.close()  # releases the capture lock for the capture process
         capture = _CaptureLoop(dsn, settings.raw_uri, tables)
         capture.start()
         try:
@@ -281,41 +289,69 @@ def _cdc_figures(settings: Settings, plan: _Plan) -> list[Figure]:
 
 #: changes per capture batch: a batch's files appear when it ends, so smaller batches cut the lag
 CAPTURE_BATCH = 25_000
+#: seconds the capture waits after a step that found nothing (``abasto cdc run --poll-interval``)
+CAPTURE_POLL_S = 0.05
 
 
 class _CaptureLoop:
-    """``capture_once`` back to back in a thread of its own (the DMS task beside the Glue jobs): the
-    capture waits on PostgreSQL's decoding and writes Parquet while the merge runs, and the other
-    way round."""
+    """The change capture as production runs it: ``CdcPipeline.run`` (what ``abasto cdc run``
+    runs, stopped by SIGTERM like it) in a process of its own beside the merge jobs (the DMS task
+    beside the Glue jobs), so the capture and the merge share the cores but not one interpreter."""
 
     def __init__(self, dsn: str, raw_uri: str, tables: tuple[str, ...]) -> None:
-        self.pipeline = CdcPipeline(dsn, raw_uri, tables=tables)
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cdc-capture", daemon=True)
+        self._spec = json.dumps({"dsn": dsn, "raw_uri": raw_uri, "tables": list(tables)})
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
 
     def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            with self.pipeline:
-                while not self._stop.is_set():
-                    result = self.pipeline.capture_once(max_changes=CAPTURE_BATCH)
-                    if result.drained and not result.changes:
-                        self._stop.wait(0.05)
-        except BaseException as exc:  # noqa: BLE001 (re-raised in the measuring thread by check())
-            self.error = exc
+        code = "import sys; from abasto.benchmarks.lakehouse import _capture_main; _capture_main(sys.argv[1])"
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code, self._spec], stdout=subprocess.DEVNULL, stderr=self._log
+        )
 
     def check(self) -> None:
-        """Raise what stopped the capture thread, if anything did."""
-        if self.error is not None:
-            raise RuntimeError(f"the capture thread failed: {self.error}") from self.error
+        """Raise if the capture process has exited (it only does when told to stop)."""
+        if self._process is None:
+            return
+        code = self._process.poll()
+        if code is not None and (code != 0 or not self._stopping):
+            self._log.seek(0)
+            tail = self._log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"the capture process exited with code {code}:\n{tail}")
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.check()
+        if self._process is None:
+            return
+        self._stopping = True
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        try:
+            self.check()
+        finally:
+            self._log.close()
+
+
+def _capture_main(spec: str) -> None:
+    """The capture process of :class:`_CaptureLoop`: ``spec`` is JSON (dsn, raw_uri, tables)."""
+    args = json.loads(spec)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the benchmark died without stopping us: stop too
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    with CdcPipeline(args["dsn"], args["raw_uri"], tables=tuple(args["tables"])) as pipeline:
+        pipeline.run(stop, CAPTURE_POLL_S, max_changes=CAPTURE_BATCH)
 
 
 def _seen_markers(sql: SqlEngine, table: str, markers: dict[str, float]) -> list[float]:
@@ -423,10 +459,11 @@ def _pos_event_files(raw_uri: str, n: int, *, batch: int = 100_000, resent: floa
 
 
 def _curate_figure(settings: Settings, catalog: Catalog, plan: _Plan) -> Figure:
-    """The device-events curate job (``curated.sales_by_hour`` then ``curated.stock_readings``,
-    dedup, quality checks, one Iceberg commit per table) over raw device files in the delivery's
-    layout: raw rows per second of both jobs together, each repeat into fresh tables."""
-    from abasto.lake.device_tables import DEVICE_TABLES, curate_device_table  # noqa: PLC0415
+    """The device-events curate (``curated.sales_by_hour`` and ``curated.stock_readings`` from one
+    read of the files, dedup, quality checks, one Iceberg commit per table) over raw device files in
+    the delivery's layout: raw rows per second of both tables together, each repeat into fresh
+    tables."""
+    from abasto.lake.device_tables import DEVICE_TABLES, curate_device_tables  # noqa: PLC0415
 
     files = _pos_event_files(settings.raw_uri, plan.curate_rows)
     domains = {  # what curated.customers / curated.products would hold: the known-value rules run
@@ -452,10 +489,11 @@ def _curate_figure(settings: Settings, catalog: Catalog, plan: _Plan) -> Figure:
             if catalog.table_exists(spec.identifier):
                 catalog.drop_table(spec.identifier)
         t0 = time.perf_counter()
-        results = [
-            curate_device_table(name, catalog=catalog, raw_uri=settings.raw_uri, domains=domains)
-            for name in DEVICE_TABLES
-        ]
+        results = list(
+            curate_device_tables(
+                DEVICE_TABLES, catalog=catalog, raw_uri=settings.raw_uri, domains=domains
+            ).values()
+        )
         seconds = time.perf_counter() - t0
         quarantined = [r.quality.rows_quarantined if r.quality else 0 for r in results]
         if any(r.rows_in != raw_rows or r.files != len(files) for r in results) or any(quarantined):

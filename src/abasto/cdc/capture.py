@@ -5,6 +5,11 @@ moves it; :class:`~abasto.cdc.pipeline.CdcPipeline` advances it only after this 
 the files. Rows are fetched through a server-side cursor, and change records stream into staged
 Parquet files, so memory stays bounded even for a transaction of a million rows.
 
+Each fetch is decoded column by column over all its rows (:mod:`abasto.cdc.vector_decode`: the
+runs of Begin, Commit, Insert, Update and Delete messages); Relation, Truncate and other messages,
+and any run that path leaves alone (malformed, unchanged TOASTed values…), are decoded one message
+at a time, with the same result.
+
 Only whole transactions are written: PostgreSQL returns changes in commit order and stops at a
 commit boundary; should a batch still end inside a transaction, that tail is dropped and the batch
 re-read up to the last complete commit.
@@ -12,7 +17,7 @@ re-read up to the last complete commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +42,7 @@ from abasto.cdc.pgoutput import (
 )
 from abasto.cdc.raw_zone import RawZone
 from abasto.cdc.shapes import ShapeCatalog, text_image, text_key_image
+from abasto.cdc.vector_decode import MessageChunk, TxnCursor, decode_run
 
 PROTO_VERSION = 1
 FETCH_ROWS = 5_000
@@ -59,9 +65,10 @@ class BatchOutcome:
 class _BatchState:
     """Decoding state of one pass over the slot."""
 
-    def __init__(self, writer: ChangeFileWriter, shapes: ShapeCatalog) -> None:
+    def __init__(self, writer: ChangeFileWriter, shapes: ShapeCatalog, decoder: PgOutputDecoder) -> None:
         self.writer = writer
         self.shapes = shapes
+        self.decoder = decoder
         self.txn: Transaction | None = None
         self.seq = 0
         self.changes_in_txn = 0
@@ -86,6 +93,57 @@ class _BatchState:
         elif isinstance(message, Truncate):
             self._change(message)
         # Origin, Type and logical messages carry nothing the raw zone keeps
+
+    def feed(self, messages: Sequence[bytes]) -> None:
+        """Decode and write a fetch of messages in stream order: runs of Begin/Commit/Insert/
+        Update/Delete all at once (:mod:`abasto.cdc.vector_decode`), anything else — and any run
+        that path declines — message by message."""
+        if not messages:
+            return
+        chunk = MessageChunk(messages)
+        first = 0
+        for stop in [*chunk.special(), chunk.count]:
+            if stop > first:
+                if self.decoder.in_stream:  # protocol 2, inside a streamed transaction: other layouts
+                    self._one_by_one(messages[first:stop])
+                else:
+                    self._run(chunk, messages, first, stop)
+            if stop < chunk.count:
+                self._one_by_one(messages[stop : stop + 1])
+            first = stop + 1
+
+    def _run(self, chunk: MessageChunk, messages: Sequence[bytes], first: int, stop: int) -> None:
+        txn = self.txn
+        cursor = (
+            TxnCursor(txn.lsn, txn.commit_ts_us, txn.day, self.seq)
+            if txn is not None
+            else TxnCursor(seq=self.seq)
+        )
+        result = decode_run(chunk, first, stop, cursor, self.shapes.shape)
+        if result is None:
+            self._one_by_one(messages[first:stop])
+            return
+        for block in result.blocks:
+            self.writer.add_block(block)
+        self.outcome.transactions += result.transactions
+        self.outcome.changes += result.changes
+        if result.end_lsn is not None:
+            self.outcome.end_lsn = result.end_lsn
+        after = result.cursor
+        self.txn = (
+            Transaction(lsn=after.lsn, commit_ts_us=after.commit_ts_us, day=after.day)
+            if after.lsn is not None
+            else None
+        )
+        self.seq = self.changes_in_txn = after.seq
+
+    def _one_by_one(self, messages: Sequence[bytes]) -> None:
+        for data in messages:
+            change = None if self.decoder.in_stream else row_change(data)
+            if change is not None:  # the common case, without a message object
+                self.row(change)
+                continue
+            self.handle(self.decoder.decode(bytes(data)))
 
     def row(self, change: RowChange) -> None:
         """An Insert, Update or Delete decoded by :func:`~abasto.cdc.pgoutput.row_change`."""
@@ -149,10 +207,8 @@ def run_batch(
         psycopg.Error: the database failed (nothing is published).
     """
     writer = ChangeFileWriter(raw)
-    state = _BatchState(writer, shapes)
-    decoder = PgOutputDecoder(PROTO_VERSION)
+    state = _BatchState(writer, shapes, PgOutputDecoder(PROTO_VERSION))
     rows = 0
-    last_complete: int | None = None
     try:
         with conn.transaction(), conn.cursor(name="abasto_cdc_peek", binary=True) as cur:
             cur.execute(
@@ -168,17 +224,11 @@ def run_batch(
             )
             while batch := cur.fetchmany(FETCH_ROWS):
                 rows += len(batch)
-                for (data,) in batch:
-                    change = None if decoder.in_stream else row_change(data)
-                    if change is not None:  # the common case, without a message object
-                        state.row(change)
-                        continue
-                    state.handle(decoder.decode(bytes(data)))
-                    if not state.inside_transaction:
-                        last_complete = state.outcome.end_lsn
+                state.feed([data for (data,) in batch])
         if state.inside_transaction:
             # never write part of a transaction: drop this pass and read up to the last whole one
             writer.discard()
+            last_complete = state.outcome.end_lsn  # set by every Commit
             if last_complete is None:
                 return BatchOutcome(drained=False)
             replay = run_batch(

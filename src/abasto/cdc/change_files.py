@@ -13,9 +13,12 @@ then the row image typed like the source columns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from abasto.cdc.pgtypes import ColumnType
@@ -64,8 +67,32 @@ class TableShape:
         return f"{self.schema}.{self.table}"
 
 
+#: op codes of :attr:`ChangeBlock.ops`, as indexes into this array
+OPS = pa.array(["I", "U", "D"], pa.string())
+
+
+@dataclass
+class ChangeBlock:
+    """Consecutive change records of one table and one commit day, in stream order."""
+
+    shape: TableShape
+    day: str
+    #: indexes into :data:`OPS` (``I``, ``U``, ``D``)
+    ops: npt.NDArray[np.int8]
+    lsn: npt.NDArray[np.int64]
+    commit_ts_us: npt.NDArray[np.int64]
+    seq: npt.NDArray[np.int64]
+    #: one ``binary`` array per column of ``shape`` (text values as sent; null for SQL NULL)
+    values: list[pa.Array]
+
+    @property
+    def rows(self) -> int:
+        return len(self.lsn)
+
+
 class _Segment:
-    """One staged file: records buffered as row tuples, typed column by column when flushed."""
+    """One staged file: records buffered (row tuples from the per-message path, column blocks from
+    :mod:`abasto.cdc.vector_decode`, in arrival order), typed column by column when flushed."""
 
     def __init__(self, raw: RawZone, shape: TableShape, day: str, first_lsn: int) -> None:
         self.raw = raw
@@ -75,6 +102,8 @@ class _Segment:
         self.last_lsn = first_lsn
         self.rows = 0
         self.buffer: list[tuple[Any, ...]] = []
+        self.pieces: list[list[tuple[Any, ...]] | ChangeBlock] = []
+        self.buffered = 0
         provisional = cdc_name(shape.schema, shape.table, day, first_lsn, first_lsn)
         self.staged: StagedFile = raw.stage(provisional, shape.arrow_schema)
 
@@ -82,7 +111,19 @@ class _Segment:
         self.buffer.append((op, lsn, commit_ts_us, seq, *values))
         self.last_lsn = lsn
         self.rows += 1
-        if len(self.buffer) >= ROW_GROUP_ROWS:
+        self.buffered += 1
+        if self.buffered >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def add_block(self, block: ChangeBlock) -> None:
+        if self.buffer:
+            self.pieces.append(self.buffer)
+            self.buffer = []
+        self.pieces.append(block)
+        self.last_lsn = int(block.lsn[-1])
+        self.rows += block.rows
+        self.buffered += block.rows
+        if self.buffered >= ROW_GROUP_ROWS:
             self.flush()
 
     def flush(self) -> None:
@@ -92,16 +133,40 @@ class _Segment:
             DecodeError: a value does not parse as its column type.
             TerminalError: a value arrived in binary form.
         """
-        if not self.buffer:
+        if self.buffer:
+            self.pieces.append(self.buffer)
+            self.buffer = []
+        if not self.pieces:
             return
         shape = self.shape
-        schema = shape.arrow_schema
-        columns = list(zip(*self.buffer, strict=True))
-        arrays = [pa.array(values, type=f.type) for values, f in zip(columns[:4], META_FIELDS, strict=True)]
-        for values, name, typ in zip(columns[4:], shape.columns, shape.types, strict=True):
+        parts = [self._typed(piece) for piece in self.pieces]
+        arrays = (
+            parts[0] if len(parts) == 1 else [pa.concat_arrays(list(c)) for c in zip(*parts, strict=True)]
+        )
+        self.staged.write(pa.RecordBatch.from_arrays(arrays, schema=shape.arrow_schema))
+        self.pieces = []
+        self.buffered = 0
+
+    def _typed(self, piece: list[tuple[Any, ...]] | ChangeBlock) -> list[pa.Array]:
+        """The Arrow arrays (meta fields, then the row image typed) of one buffered piece."""
+        shape = self.shape
+        if isinstance(piece, ChangeBlock):
+            arrays = [
+                OPS.take(pa.array(piece.ops)),
+                pa.array(piece.lsn, pa.int64()),
+                pa.array(piece.commit_ts_us, UTC_TS),
+                pa.array(piece.seq, pa.int64()),
+            ]
+            image: list[Sequence[Any] | pa.Array] = list(piece.values)
+        else:
+            columns = list(zip(*piece, strict=True))
+            arrays = [
+                pa.array(values, type=f.type) for values, f in zip(columns[:4], META_FIELDS, strict=True)
+            ]
+            image = list(columns[4:])
+        for values, name, typ in zip(image, shape.columns, shape.types, strict=True):
             arrays.append(text_column(values, typ, f"{shape.qualified}.{name}"))
-        self.staged.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
-        self.buffer = []
+        return arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +199,20 @@ class ChangeFileWriter:
             self._open[key] = segment
         segment.add(op, txn.lsn, txn.commit_ts_us, seq, values)
         self.records += 1
+
+    def add_block(self, block: ChangeBlock) -> None:
+        """Append change records decoded together (:mod:`abasto.cdc.vector_decode`): the same
+        as :meth:`add` for each of them, in order."""
+        shape = block.shape
+        key = (shape.schema, shape.table)
+        segment = self._open.get(key)
+        if segment is None or segment.shape.signature != shape.signature or segment.day != block.day:
+            if segment is not None:
+                self._done.append(segment)
+            segment = _Segment(self.raw, shape, block.day, int(block.lsn[0]))
+            self._open[key] = segment
+        segment.add_block(block)
+        self.records += block.rows
 
     def publish(self) -> PublishedFiles:
         """Write out, name and rename every file of the batch (skipping names already present).

@@ -141,6 +141,26 @@ def advance_slot(conn: psycopg.Connection[Any], slot: str, lsn: int) -> None:
     conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, format_lsn(lsn)))
 
 
+def log_running_xacts(conn: psycopg.Connection[Any]) -> bool:
+    """Write a running-transactions record to WAL now (``pg_log_standby_snapshot()``, PostgreSQL 16+).
+
+    Logical decoding can only move a slot's ``restart_lsn`` to such a record, and the server writes
+    one by itself only every 15 s (and at checkpoints); every read of the slot decodes again from
+    ``restart_lsn``, so under a steady write load a capture reading in small batches would decode
+    up to 15 s of WAL per batch. False when the server cannot (older version, a role without the
+    right to, a standby): reads are then only slower.
+    """
+    try:
+        conn.execute("SELECT pg_log_standby_snapshot()")
+    except (
+        psycopg.errors.UndefinedFunction,
+        psycopg.errors.InsufficientPrivilege,
+        psycopg.errors.ObjectNotInPrerequisiteState,
+    ):
+        return False
+    return True
+
+
 def wal_positions(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     """(insert position, flush position) read in that order. The insert position is always at a record
     boundary; when it is <= the flush position read after it, every record before it is flushed."""

@@ -30,8 +30,9 @@ def _castable(arrow: pa.DataType) -> bool:
     )
 
 
-def text_column(values: Sequence[object], typ: ColumnType, column: str) -> pa.Array:
-    """The Arrow array of one column's values (``bytes`` text, or None for null).
+def text_column(values: Sequence[object] | pa.Array, typ: ColumnType, column: str) -> pa.Array:
+    """The Arrow array of one column's values: ``bytes`` text or None for null, or the same as one
+    Arrow ``binary`` array.
 
     Raises:
         DecodeError: a value does not parse as the column's type (``column`` names it).
@@ -40,7 +41,8 @@ def text_column(values: Sequence[object], typ: ColumnType, column: str) -> pa.Ar
     arrow = typ.arrow
     if pa.types.is_string(arrow) or arrow == pa.bool_() or _castable(arrow):
         try:
-            strings = pa.array(values, pa.binary()).cast(pa.string())
+            texts = values if isinstance(values, pa.Array) else pa.array(values, pa.binary())
+            strings = texts.cast(pa.string())
             if pa.types.is_string(arrow):
                 return strings
             if arrow == pa.bool_():  # boolean output is exactly 't' or 'f'
@@ -48,6 +50,8 @@ def text_column(values: Sequence[object], typ: ColumnType, column: str) -> pa.Ar
             return strings.cast(arrow)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass  # some value Arrow does not take: parse each one below
+    if isinstance(values, pa.Array):
+        values = values.to_pylist()
     return pa.array([_parse(value, typ, column) for value in values], type=arrow)
 
 

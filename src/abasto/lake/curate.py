@@ -40,7 +40,9 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NotInstalledError, ValidationError
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.update import TableUpdate
 
 from abasto.catalog import covering_filter, ensure_table, load_table, open_catalog, parse_partition
 from abasto.catalog.arrow_types import normalize_schema, normalize_table
@@ -305,10 +307,32 @@ def _table_schema(table: Table | None) -> pa.Schema | None:
     return normalize_schema(table.schema().as_arrow()) if table is not None else None
 
 
+class _Transaction(Transaction):
+    """A ``Transaction`` that computes ``table_metadata`` once per state of the transaction.
+
+    pyiceberg 0.12 re-applies every pending update to the table's metadata and deep-copies the
+    result (every snapshot with its summary) on each access, some fifty times per merge commit: half
+    the commit's time once a table has a few dozen snapshots. The result only changes when the
+    table's metadata or the pending updates do, and both are replaced (never changed in place) when
+    they do, so the last result is returned until either object is another one.
+    """
+
+    _last: tuple[TableMetadata, tuple[TableUpdate, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates, last = self._table.metadata, self._updates, self._last
+        if last is not None and last[0] is base and last[1] is updates:
+            return last[2]
+        metadata = super().table_metadata
+        self._last = (base, updates, metadata)
+        return metadata
+
+
 def _commit_ledger(table: Table, spec: TableSpec, ledger: Ledger) -> None:
     """Advance the ledger alone (a batch with nothing to merge)."""
     try:
-        with table.transaction() as tx:
+        with _Transaction(table) as tx:
             tx.set_properties(ledger.as_properties())
     except CommitFailedException as exc:
         raise TransientError(f"{spec.identifier}: another writer committed meanwhile ({exc})") from exc
@@ -332,7 +356,7 @@ def _commit_batch(
     """One atomic commit of ``latest`` (one change record per key, images before deletes):
     schema evolution, partition (or, if ``replace``, whole-table) overwrite and the advanced ledger."""
     try:
-        with table.transaction() as tx:
+        with _Transaction(table) as tx:
             if _has_new_columns(table, data_schema):
                 with tx.update_schema() as update:
                     update.union_by_name(data_schema)
