@@ -91,7 +91,7 @@ FULL = _Plan(
     curate_rows=3_000_000,
     curate_repeats=3,
     sql_rows=10_000_000,
-    sql_repeats=7,
+    sql_repeats=21,
 )
 
 
