@@ -23,6 +23,8 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO: Final = timedelta(microseconds=1)
 #: labels kept before the cache starts afresh (~200 bytes each)
 _MAX_CACHED: Final = 100_000
+#: consecutive local hours kept by :meth:`LocalHours.run` before it starts afresh (one week: 168)
+_MAX_RUN: Final = 24 * 42
 
 #: (hour of week 0..167 from Monday 00h local, local date, the date's demand factor,
 #: microseconds into the local hour)
@@ -40,13 +42,27 @@ class LocalHours:
     ``day_factor``: the demand factor of a local date (fixed for the life of this object).
     """
 
-    __slots__ = ("_cache", "_day_factor", "_factors", "_tz")
+    __slots__ = (
+        "_cache",
+        "_day_factor",
+        "_factors",
+        "_run_base",
+        "_run_days",
+        "_run_factors",
+        "_run_hows",
+        "_tz",
+    )
 
     def __init__(self, tz: ZoneInfo, day_factor: Callable[[date], float]) -> None:
         self._tz = tz
         self._day_factor = day_factor
         self._factors: dict[date, float] = {}
         self._cache: dict[int, Label] = {}
+        #: labels of the local-hour starts ``_run_base + k·1h`` (k = 0, 1, …), by column
+        self._run_base: int | None = None
+        self._run_hows: list[int] = []
+        self._run_days: list[date] = []
+        self._run_factors: list[float] = []
 
     @property
     def starts(self) -> dict[int, Label]:
@@ -69,3 +85,32 @@ class LocalHours:
                 self._cache.clear()
             self._cache[t_us] = out
         return out
+
+    def run(self, start_us: int, count: int) -> tuple[list[int], list[date], list[float]] | None:
+        """(hours of week, dates, factors) of the ``count`` instants ``start_us + k·1h``, each a
+        local-hour start (``label`` with ``into`` 0, the same values); None when one is not (a
+        zone whose offset moves by less than an hour): walk those with ``label``.
+
+        Kept as one run of consecutive hours (columns, so a window's are three slices), started
+        afresh when asked before it, off its hour grid or too far beyond it.
+        """
+        base = self._run_base
+        if (
+            base is None
+            or start_us < base
+            or (start_us - base) % HOUR_US
+            or (start_us - base) // HOUR_US + count > _MAX_RUN
+        ):
+            base = self._run_base = start_us
+            self._run_hows, self._run_days, self._run_factors = [], [], []
+        first = (start_us - base) // HOUR_US
+        end = first + count
+        hows, days, factors = self._run_hows, self._run_days, self._run_factors
+        while len(hows) < end:
+            how, day, factor, into = self.label(base + len(hows) * HOUR_US)
+            if into:
+                return None
+            hows.append(how)
+            days.append(day)
+            factors.append(factor)
+        return hows[first:end], days[first:end], factors[first:end]

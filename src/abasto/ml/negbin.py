@@ -16,23 +16,35 @@ import numpy as np
 _SD_SPAN = 40.0
 
 
-#: supports asked recently: upto → (k = 1 … upto, k − 1, log k), read-only; at most _GRID_MEMO
-_grids: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-_GRID_MEMO = 512
+def _new_grid(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = np.arange(1, n + 1, dtype=np.float64)
+    grid = (k, k - 1.0, np.log(k))
+    for a in grid:
+        a.setflags(write=False)
+    return grid
+
+
+#: (k = 1 … n, k − 1, log k) for the largest support asked so far (read-only; grown by doubling,
+#: up to _GRID_MAX elements: 24 MB)
+_full: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [_new_grid(256)]
+_GRID_MAX = 1 << 20
 
 
 def _grid(upto: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(k, k − 1.0, log k) for k = 1 … upto: the arrays ``_pmf`` derives from k, computed once."""
-    grid = _grids.get(upto)
-    if grid is None:
-        k = np.arange(1, upto + 1, dtype=np.float64)
-        grid = (k, k - 1.0, np.log(k))
-        for a in grid:
-            a.setflags(write=False)
-        if len(_grids) >= _GRID_MEMO:
-            _grids.clear()
-        _grids[upto] = grid
-    return grid
+    """(k, k − 1.0, log k) for k = 1 … upto: the arrays ``_pmf`` derives from k, computed once.
+
+    The first ``upto`` elements of the arrays of the largest support asked so far: the same floats
+    as arrays made for ``upto`` alone (``k`` and ``k − 1`` are exact integers, and ``log`` is
+    elementwise: an element's result depends on its value only, not on the array's length or the
+    element's place in it — numpy's vector loops treat the remainder with masked lanes of the
+    same code, checked for every length in the tests).
+    """
+    full = _full[0]
+    if upto > len(full[0]):
+        if upto > _GRID_MAX:
+            return _new_grid(upto)
+        full = _full[0] = _new_grid(min(max(upto, 2 * len(full[0])), _GRID_MAX))
+    return full[0][:upto], full[1][:upto], full[2][:upto]
 
 
 def _pmf(mean: float, var: float, upto: int) -> np.ndarray:
@@ -51,11 +63,14 @@ def _pmf(mean: float, var: float, upto: int) -> np.ndarray:
         size = mean * mean / (var - mean)
         p = size / (size + mean)
         log0 = size * math.log(p)
-        steps = np.log((k_minus_1 + size) / k) + math.log1p(-p)
+        ratio = k_minus_1 + size
+        np.divide(ratio, k, out=ratio)  # (k − 1 + size) / k, in place: the same quotients
+        steps = np.log(ratio)
+        steps += math.log1p(-p)
     logpmf = np.empty(upto + 1, dtype=np.float64)
     logpmf[0] = log0
     tail = logpmf[1:]
-    np.cumsum(steps, out=tail)
+    steps.cumsum(out=tail)
     tail += log0
     return np.exp(logpmf)
 
@@ -83,7 +98,7 @@ def prob_at_least(mean: float, var: float, k: int) -> float:
     if k > upto:
         return 0.0
     pmf = _pmf(mean, var, upto)
-    from_end = np.cumsum(pmf[::-1])  # sequential sums from the far tail: monotone in k
+    from_end = pmf[::-1].cumsum()  # sequential sums from the far tail: monotone in k
     tail = min(float(from_end[upto - k]) / float(from_end[-1]), 1.0)
     if len(_tails) >= _TAIL_MEMO:
         _tails.clear()

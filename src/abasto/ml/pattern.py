@@ -10,8 +10,12 @@ expected units into a risk: :meth:`PatternModel.prob_demand_at_least` and
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
+from functools import reduce
+from itertools import groupby
+from operator import add, mul
 from typing import Any
 
 import numpy as np
@@ -93,6 +97,8 @@ class PatternModel:
         """``rate`` at ``origin_s + k·3600`` epoch seconds for ``first <= k < last``, the same floats.
 
         For callers tabulating a series hour by hour (the stream processor's expected demand).
+        When those instants are all local-hour starts, their labels come as one run
+        (``LocalHours.run``: the same labels) and the rates are ``row[how] * factor`` over it.
         """
         i = self._index.get((str(store_id), str(sku)))
         if i is None:
@@ -103,6 +109,10 @@ class PatternModel:
         if origin_s.is_integer() and abs(origin_s) + last * 3600.0 < 2.0**53:
             # origin_s + k·3600 is an exact whole second: step exact microseconds instead
             base = int(origin_s) * 1_000_000
+            if last > first:
+                run = self._hours.run(base + first * HOUR_US, last - first)
+                if run is not None:
+                    return list(map(mul, map(row.__getitem__, run[0]), run[2]))
             get = self._hours.starts.get
             for k in range(first, last):
                 t = base + k * HOUR_US
@@ -293,6 +303,13 @@ class PatternModel:
         day factor × fraction of the hour; ``μ = Σ m``, ``Var = μ + α_hour·Σ m² + α_day·Σ_day (Σ m)²``.
         Instants are exact microseconds and local-hour labels come from a cache (see
         :mod:`abasto.ml._hours`), in the order and with the arithmetic of a datetime walk.
+
+        After the first (possibly partial) hour, the walk steps from local-hour start to local-hour
+        start, one hour apart: their labels come as one run (``LocalHours.run``) and the sums are
+        folded left to right over the list of m's (``functools.reduce`` of ``+``: the additions of
+        the walk, in its order; a full hour's ``m`` is ``rate × factor × 1.0``, the same float as
+        ``rate × factor``); the per-day sums likewise over each run of equal dates, continuing a
+        date met again, in the dict's first-visit order.
         """
         t = micros(_aware(start, "start"))
         stop = micros(_aware(end, "end"))
@@ -301,6 +318,37 @@ class PatternModel:
             return 0.0, 0.0
         a_hour, a_day = self._alphas[i]
         row: list[float] = self._rates[i].tolist()
+        how, cur, factor, into = self._hours.label(t)
+        first = t - into + HOUR_US
+        if first >= stop:  # within one local hour
+            m = row[how] * factor * ((stop - t) / HOUR_US)
+            mu, sq, in_day = 0.0 + m, 0.0 + m * m, 0.0 + m
+            return mu, mu + a_hour * sq + a_day * sum(v * v for v in (in_day,))
+        count = -(-(stop - first) // HOUR_US)  # hours from ``first`` on; the last ends at or after stop
+        run = self._hours.run(first, count)
+        if run is None:
+            return self._moments_walk(row, a_hour, a_day, t, stop)
+        hows, days, factors = run
+        last = count - 1
+        ms = [row[how] * factor * ((first - t) / HOUR_US)]
+        ms += map(mul, map(row.__getitem__, hows[:last]), factors[:last])
+        ms.append(row[hows[last]] * factors[last] * ((stop - (first + last * HOUR_US)) / HOUR_US))
+        mu = reduce(add, ms, 0.0)
+        sq = reduce(add, map(mul, ms, ms), 0.0)
+        per_day: dict[date, float] = {}
+        days.insert(0, cur)
+        k = 0
+        for day, same in groupby(days):
+            n = len(list(same))
+            per_day[day] = reduce(add, ms[k : k + n], per_day.get(day, 0.0))
+            k += n
+        var = mu + a_hour * sq + a_day * sum(v * v for v in per_day.values())
+        return mu, var
+
+    def _moments_walk(
+        self, row: list[float], a_hour: float, a_day: float, t: int, stop: int
+    ) -> tuple[float, float]:
+        """``_moments`` as a walk of one local hour at a time (any zone)."""
         label, get = self._hours.label, self._hours.starts.get
         mu = sq = 0.0
         # per day, the running sum of its m's; the current day's sum is kept aside (``in_day``) and
@@ -336,9 +384,9 @@ def _aware(at: datetime, name: str) -> datetime:
 
 
 def _ceil(units: float) -> int:
-    if np.isnan(units):
+    if math.isnan(units):
         raise InvalidInputError("units must be a number, got NaN")
-    return int(np.ceil(units - 1e-9))
+    return math.ceil(units - 1e-9)
 
 
 def calendar_from_history(

@@ -15,9 +15,12 @@ so a caller converting an instant once can ask several windows.
 
 from __future__ import annotations
 
+import math
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import accumulate
+from operator import add
 from typing import TypeAlias
 from zoneinfo import ZoneInfo
 
@@ -28,6 +31,8 @@ _HOUR_S = 3600.0
 _LEAD_S = 24 * _HOUR_S
 #: ... and is rebuilt when asked beyond this span (bounded memory for long runs)
 _MAX_SPAN_S = 21 * 24 * _HOUR_S
+#: hours ``below_until`` looks ahead
+_BELOW_SCAN_H = 48
 
 
 #: a series: [origin, cum[0], rates[0..3], cum[4], rates[4..7], cum[8], …] with origin the epoch
@@ -102,13 +107,58 @@ class ExpectedDemand:
         """
         per = self._series.get(store_id)
         data = None if per is None else per.get(sku)
-        if data is None or min(a1, a2) < data[0] or max(b1, b2) - data[0] > _MAX_SPAN_S:
+        lo, hi = min(a1, a2), max(b1, b2)
+        if data is None or lo < data[0] or hi - data[0] > _MAX_SPAN_S:
             return self.units_ts(store_id, sku, a1, b1), self.units_ts(store_id, sku, a2, b2)
-        data = self._covering(store_id, sku, min(a1, a2), max(b1, b2))
+        need = int((hi - data[0]) // _HOUR_S) + 1  # _covering without a rebuild, inlined
+        if len(data) < 2 + need + need // _BLOCK:
+            self._extend(store_id, sku, data, need)
         n = ((len(data) - 2) * _BLOCK + _BLOCK - 1) // (_BLOCK + 1)  # _hours, inlined
-        first = max(0.0, _cum_at(data, n, b1) - _cum_at(data, n, a1)) if b1 > a1 else 0.0
-        second = max(0.0, _cum_at(data, n, b2) - _cum_at(data, n, a2)) if b2 > a2 else 0.0
+        first = second = 0.0
+        if b1 > a1:
+            end1 = _cum_at(data, n, b1)
+            first = max(0.0, end1 - _cum_at(data, n, a1))
+            if b2 > a2:  # the second window often starts where the first ends: the same float
+                start2 = end1 if a2 == b1 else _cum_at(data, n, a2)
+                second = max(0.0, _cum_at(data, n, b2) - start2)
+        elif b2 > a2:
+            second = max(0.0, _cum_at(data, n, b2) - _cum_at(data, n, a2))
         return first, second
+
+    def steps_ts(self, store_id: str, sku: str, points: Iterator[float]) -> Iterator[float]:
+        """``units_ts(p0, p1)``, ``units_ts(p1, p2)``, … for the instants of ``points``, each
+        computed when asked for (the same floats and the same series as those calls in turn):
+        while the series stays the same one, an instant's cumulative sum is looked up once (the
+        end of a window is the start of the next), extending the series as the calls would; a
+        window the series does not cover (a rebuild) is asked as such."""
+        a = next(points, None)
+        if a is None:
+            return
+        data: _Series | None = None
+        cum_a = 0.0
+        for b in points:
+            if b <= a:
+                units = 0.0
+            else:
+                per = self._series.get(store_id)
+                cur = None if per is None else per.get(sku)
+                if cur is None or a < cur[0] or b - cur[0] > _MAX_SPAN_S:
+                    units = self.units_ts(store_id, sku, a, b)
+                    data = None
+                else:
+                    need = int((b - cur[0]) // _HOUR_S) + 1  # _covering without a rebuild
+                    if len(cur) < 2 + need + need // _BLOCK:
+                        self._extend(store_id, sku, cur, need)
+                    n = ((len(cur) - 2) * _BLOCK + _BLOCK - 1) // (_BLOCK + 1)  # _hours, inlined
+                    if cur is not data:
+                        data, cum_a = cur, _cum_at(cur, n, a)
+                    cum_b = _cum_at(cur, n, b)
+                    units = max(0.0, cum_b - cum_a)
+                    cum_a = cum_b
+            yield units
+            if b <= a:
+                data = None
+            a = b
 
     def selling_hours(self, store_id: str, sku: str, start: datetime, end: datetime) -> float:
         """Hours of [start, end) in which the pattern expects any sale (the store's trading hours)."""
@@ -144,6 +194,75 @@ class ExpectedDemand:
         series = None if per is None else per.get(sku)
         return series is not None and a >= series[0] and b - series[0] <= _MAX_SPAN_S
 
+    def still_covers(self, store_id: str, sku: str, series: object, b: float) -> bool:
+        """Whether the pair's series is still ``series`` and asking up to ``b`` does not rebuild it
+        (for a caller whose windows start no earlier than one already asked of this series)."""
+        per = self._series.get(store_id)
+        data = None if per is None else per.get(sku)
+        return data is not None and data is series and b - data[0] <= _MAX_SPAN_S
+
+    def span_start(self, store_id: str, sku: str, series: object) -> float:
+        """Where the pair's series starts (epoch s) if it is still ``series``; +inf otherwise."""
+        per = self._series.get(store_id)
+        data = None if per is None else per.get(sku)
+        return data[0] if data is not None and data is series else math.inf
+
+    def span_end(self, store_id: str, sku: str, series: object) -> float:
+        """An instant (epoch s) up to which a window may end without rebuilding the pair's series,
+        if it is still ``series`` (``still_covers`` holds for any ``b`` up to it: ``b − origin``
+        is no more than ``reach − origin``); -inf otherwise."""
+        per = self._series.get(store_id)
+        data = None if per is None or series is None else per.get(sku)
+        if data is None or data is not series:
+            return -math.inf
+        origin = data[0]
+        reach = origin + _MAX_SPAN_S
+        while reach - origin > _MAX_SPAN_S:  # (only if the sum was rounded up)
+            reach = math.nextafter(reach, -math.inf)
+        return reach
+
+    def below_until(self, store_id: str, sku: str, a: float, b: float, limit: float) -> float:
+        """The latest instant ``T >= b`` (epoch seconds) known to give ``units_ts(a, t) < limit``
+        for every ``t`` in [b, T] while the pair's series stays this one; ``b`` itself when no
+        later one is known; -inf when [a, b] is not inside the series (nothing is known).
+
+        For the caller that just found ``units_ts(a, b) < limit``. Only hours already tabulated
+        are scanned (no extension, no rebuild), up to the span whose asking does not rebuild the
+        series (so asking ``units_ts(a, t)`` for such ``t`` is only a lookup). ``T`` is an hour
+        boundary ``H`` with ``max(0, cum(H) − cum(a)) < limit`` (the very arithmetic of
+        ``units_ts``) and non-negative rates in every hour from b's to H: the cumulative sum is
+        then non-decreasing on [b, H] in floating point too (each hour adds ``rate × fraction``,
+        rounded no higher than the ``rate`` the next hour's sum adds; rounding is monotone), so
+        is the subtraction, and every ``t`` in [b, H] gives no more than H does. ``cum`` at the
+        next boundary is the running sum plus the hour's rate: the very addition ``_cum_at``
+        (and the block sums of ``_extend``) made.
+        """
+        per = self._series.get(store_id)
+        data = None if per is None else per.get(sku)
+        if data is None or b < a:
+            return -math.inf
+        origin = data[0]
+        if a < origin or b - origin > _MAX_SPAN_S:
+            return -math.inf
+        n = ((len(data) - 2) * _BLOCK + _BLOCK - 1) // (_BLOCK + 1)  # _hours, inlined
+        i = int((b - origin) // _HOUR_S)
+        if i >= n:
+            return -math.inf
+        base = _cum_at(data, n, a)
+        cum = _cum_at(data, n, origin + i * _HOUR_S)  # at the start of b's hour
+        last = min(n - 1, int(_MAX_SPAN_S // _HOUR_S), i + _BELOW_SCAN_H)  # boundaries i + 1 <= last
+        until = b
+        while i < last:
+            rate = data[2 + i + i // _BLOCK]
+            if rate < 0.0:
+                break
+            cum = cum + rate
+            if max(0.0, cum - base) >= limit:
+                break
+            i += 1
+            until = origin + i * _HOUR_S
+        return until
+
     def _covering(self, store_id: str, sku: str, a: float, b: float) -> _Series:
         per = self._series.get(store_id)
         if per is None:
@@ -158,6 +277,7 @@ class ExpectedDemand:
         return data
 
     def _extend(self, store_id: str, sku: str, data: _Series, need: int) -> None:
+        """Tabulate the series up to ``need`` hours (the rates, and each block's running sum)."""
         rate, origin = self._pattern.rate, data[0]
         have = _hours(data)
         # the running sum: the last block's sum plus its rates so far, in order
@@ -170,11 +290,17 @@ class ExpectedDemand:
         else:
             at = [datetime.fromtimestamp(origin + k * _HOUR_S, UTC) for k in range(have, need)]
             rates = [float(rate(store_id, sku, t)) for t in at]
-        for k, r in enumerate(rates, start=have):
-            total = total + r
-            new.append(r)
-            if (k + 1) % _BLOCK == 0:
-                new.append(total)
+        # the running sums after each rate (``accumulate``: the same additions, in order); a block's
+        # sum follows its 4th rate
+        sums = list(accumulate(rates, add, initial=total))
+        j, count = 0, len(rates)
+        step = _BLOCK - have % _BLOCK  # rates until the current block is full
+        while j + step <= count:
+            new.extend(rates[j : j + step])
+            j += step
+            new.append(sums[j])
+            step = _BLOCK
+        new.extend(rates[j:])
         data.extend(new)  # one resize of the series
 
     def _local_hour_floor(self, ts: float) -> float:

@@ -13,7 +13,7 @@ several units: phantom inventory, product not on the shelf, or a broken cooler.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -83,6 +83,12 @@ class Detector:
         self._upcoming_span: dict[str, tuple[datetime, datetime, datetime, datetime | None, _Upcoming]] = {}
         #: the Markov bound of a pair whose state is unchanged falls with time (see _still_calm)
         self._monotone = tuning.velocity_prior_units > 0
+        #: whether a pair remembers until when its sales_stopped check stays quiet (see _stopped),
+        #: and a store until when its hourly re-check changes nothing (see evaluate_store)
+        self._timers = True
+        #: per store: (until, evaluations per re-check, horizon relied on or None, newest event
+        #: time of its pairs) left by its last hourly re-check (see evaluate_store)
+        self.store_holds: dict[str, tuple[float, int, datetime | None, datetime]] = {}
         self.evaluations = 0
 
     @property
@@ -105,45 +111,242 @@ class Detector:
             st.alerted = st.alerted.union(a.kind for a in out)
         return out
 
+    def evaluate_store(self, store_id: str, pairs: Iterable[PairState], at: datetime) -> list[Alert]:
+        """``evaluate(st, now)`` for each pair of a store in order, ``now`` = ``at`` or the pair's
+        own newer event time: the hourly re-check (the same alerts, counters and memos).
+
+        The two shortcuts that settle most unchanged pairs are tried inline, with what the full
+        calls would compute for them anyway: the calm memo (``_still_calm``; the window's horizon
+        from ``_upcoming``, asked once for ``at``) and the quiet memo of sales_stopped (see
+        ``_stopped``); any other pair goes through ``_projected`` / ``_stopped`` as such.
+
+        A pair's re-check that raised nothing leaves a timer (``PairState.hold``): the instant up to
+        which a re-check at a later ``now`` (a later hour, no newer event of the pair) is known to
+        end the same way — the smallest of what each check allows. ``_projected``: the calm memo
+        (the same horizon; ``now`` within the series' span, ``span_end``) or the model's last
+        verdict for the same evidence and horizon (``_projected_hold``); both count one
+        evaluation. ``_stopped``: the silence stays below the minimum (until ``since`` + the
+        minimum, a second to spare for the conversions), or the quiet memo answers until its end.
+        A timer relying on the horizon holds only while ``_upcoming`` gives the same one for the
+        hour. The pair's state and memos cannot change while no event touches it (PairState.touch
+        forgets the timer; the skipped checks would only have read them, or refreshed the
+        ``_upcoming`` caches), so until then the re-check only counts its evaluations. The store
+        keeps the smallest of its pairs' timers and their evaluations (``store_holds``; the engine
+        drops it when an event touches a pair of the store): an hour before it is not walked at all.
+        """
+        at_ts = at.timestamp()
+        held = self.store_holds.get(store_id)
+        if (
+            held is not None
+            and at_ts <= held[0]
+            and held[3] < at
+            and (held[2] is None or self._upcoming(store_id, at)[1] == held[2])
+        ):
+            self.evaluations += held[1]
+            return []
+        out: list[Alert] = []
+        demand = self._demand
+        min_silent_h = self._tuning.silent_min_hours
+        timers = self._timers
+        horizon_at: datetime | None = None
+        # the store's timer: until when, evaluations per re-check, the horizon relied on, newest
+        # event time of its pairs
+        until, counted, relied, newest = math.inf, 0, False, at
+        for st in pairs:
+            last = st.last_event_at
+            if last is not None and last > newest:
+                newest = last
+            on_hand = st.on_hand
+            if on_hand is None:
+                continue  # neither check asks anything of a pair without a stock estimate
+            if last is None or last < at:
+                now, now_ts = at, at_ts
+                hold = st.hold
+                if hold is not None and hold[3] < at_ts <= hold[0]:
+                    if hold[2] is not None and horizon_at is None:
+                        horizon_at = self._upcoming(st.store_id, at)[1]
+                    if hold[2] is None or hold[2] == horizon_at:
+                        # the pair's own timer (see PairState.hold): the re-check ends as before
+                        self.evaluations += hold[1]
+                        counted += hold[1]
+                        relied = relied or hold[2] is not None
+                        until = min(until, hold[0])
+                        continue
+            else:
+                now, now_ts = last, last.timestamp()
+            alerted = st.alerted
+            found: list[Alert] = []
+            #: until when each check of this pair is known to end as it did (epoch s)
+            p_until = s_until = math.inf
+            if PROJECTED not in alerted:
+                calm = st.calm_now
+                p_until = -math.inf
+                if calm is not None and calm <= now:
+                    if now is at:
+                        if horizon_at is None:
+                            horizon_at = self._upcoming(st.store_id, at)[1]
+                        horizon = horizon_at
+                    else:
+                        horizon = self._upcoming(st.store_id, now)[1]
+                    # what _projected does first: count, then find _still_calm holds
+                    if horizon == st.calm_horizon:
+                        reach = demand.span_end(st.store_id, st.sku, st.calm_series)
+                        if now_ts <= reach:  # still_covers
+                            self.evaluations += 1
+                            p_until = reach
+                if p_until == -math.inf:
+                    alert = self._projected(st, now, now_ts)
+                    if alert is not None:
+                        found.append(alert)
+                    elif timers:
+                        if horizon_at is None:
+                            horizon_at = self._upcoming(st.store_id, at)[1]
+                        p_until = self._projected_hold(st, at_ts, horizon_at)
+                elif horizon is not horizon_at:
+                    p_until = -math.inf  # settled for another horizon than at's
+            if STOPPED not in alerted and on_hand >= 1:
+                # _stopped, inline up to its quiet memo
+                since = st.last_sale_at or st.first_seen_at
+                silent_h = (now - since).total_seconds() / 3600.0
+                if silent_h < min_silent_h:
+                    # the silence stays short until then (a second to spare for the roundings)
+                    s_until = now_ts + (min_silent_h - silent_h) * 3600.0 - 1.0
+                else:
+                    quiet = st.quiet
+                    if (
+                        quiet is None
+                        or not quiet[1] <= now_ts <= quiet[2]
+                        or quiet[0] != since
+                        or demand.series(st.store_id, st.sku) is not quiet[3]
+                    ):
+                        alert = self._silent(st, now, now_ts, since, silent_h)
+                        if alert is not None:
+                            found.append(alert)
+                        quiet = st.quiet  # a new memo, or none
+                        s_until = (
+                            quiet[2]
+                            if quiet is not None
+                            and quiet[1] == now_ts
+                            and quiet[0] == since
+                            and demand.series(st.store_id, st.sku) is quiet[3]
+                            else -math.inf
+                        )
+                    else:
+                        s_until = quiet[2]
+            if found:
+                st.alerted = alerted.union(a.kind for a in found)
+                out += found
+                until = -math.inf
+                continue
+            mine = p_until if p_until < s_until else s_until
+            counts = 0 if PROJECTED in alerted else 1
+            counted += counts
+            relied = relied or counts == 1
+            until = min(until, mine)
+            st.hold = (
+                (mine, counts, horizon_at if counts else None, at_ts) if timers and mine > at_ts else None
+            )
+        if timers and until > at_ts:
+            self.store_holds[store_id] = (until, counted, horizon_at if relied else None, newest)
+        else:
+            self.store_holds.pop(store_id, None)
+        return out
+
+    def _projected_hold(self, st: PairState, at_ts: float, horizon: datetime) -> float:
+        """Until when (epoch s) ``_projected`` of this unchanged pair, at a later ``now`` whose
+        window ends at the same ``horizon``, is known to count one evaluation and return None.
+
+        By the calm memo (``_still_calm``: the memo is of this horizon and series, and a later
+        ``now`` only has to stay within the series' span), or by the model's last verdict
+        (``_verdict_settled``'s second case: a call of this episode that knew the same evidence for
+        the same horizon; the windows from ``since`` and from ``now`` stay inside the series while
+        ``since`` and ``now`` are not before its origin, ``now`` and the horizon within its span).
+        -inf when neither holds.
+        """
+        demand = self._demand
+        series = demand.series(st.store_id, st.sku)
+        reach = demand.span_end(st.store_id, st.sku, series)
+        if st.calm_now is not None and st.calm_horizon == horizon and st.calm_series is series:
+            return reach
+        if self._model_prob is None or self._tuning.risk_threshold <= 0.0:
+            return -math.inf
+        last = self._last_model_call.get((st.store_id, st.sku))
+        if (
+            last is None
+            or last.episode != st.episode
+            or last.evidence != st.last_event_at
+            or last.horizon != horizon
+        ):
+            return -math.inf
+        origin = demand.span_start(st.store_id, st.sku, series)
+        since = st.counting_since
+        if (
+            at_ts < origin
+            or (since is not None and since.timestamp() < origin)
+            or horizon.timestamp() > reach
+        ):
+            return -math.inf
+        return reach
+
     # --- projected stockout ----------------------------------------------------------------------
-    def _projected(self, st: PairState, now: datetime) -> Alert | None:
-        if st.on_hand is None:
+    def _projected(self, st: PairState, now: datetime, now_ts: float | None = None) -> Alert | None:
+        """``now_ts``: ``now.timestamp()`` when the caller has it."""
+        on_hand = st.on_hand
+        if on_hand is None:
             return None
         self.evaluations += 1
         t = self._tuning
         next_delivery, horizon, cycle_end = self._upcoming(st.store_id, now)
-        now_ts = now.timestamp()
+        if now_ts is None:
+            now_ts = now.timestamp()
+        if st.calm_now is not None and self._still_calm(st, now, now_ts, horizon):
+            return None
         horizon_ts = horizon.timestamp()
         since = st.counting_since
         since_ts = None if since is None else since.timestamp()
-        if self._still_calm(st, now, now_ts, horizon, horizon_ts, since_ts):
+        if self._model_prob is not None and self._verdict_settled(
+            st, now, now_ts, horizon, horizon_ts, since_ts
+        ):
             return None
-        if self._verdict_settled(st, now, now_ts, horizon, horizon_ts, since_ts):
-            return None
+        demand = self._demand
         if since_ts is None:
             so_far = 0.0
-            ahead = self._demand.units_ts(st.store_id, st.sku, now_ts, horizon_ts)
+            ahead = demand.units_ts(st.store_id, st.sku, now_ts, horizon_ts)
         else:
-            so_far, ahead = self._demand.units_two_ts(
-                st.store_id, st.sku, since_ts, now_ts, now_ts, horizon_ts
-            )
-        ratio = self._ratio(st, so_far)
+            so_far, ahead = demand.units_two_ts(st.store_id, st.sku, since_ts, now_ts, now_ts, horizon_ts)
+        ratio = velocity_ratio(  # _ratio, inlined
+            float(st.sales_today),
+            so_far,
+            t.velocity_prior_units,
+            t.velocity_ratio_min,
+            t.velocity_ratio_max,
+        )
         expected = ratio * ahead
         # running out: demand reaches the units on hand; with none left, any demand is a lost sale
-        units = max(st.on_hand, 1.0)
+        units = max(on_hand, 1.0)
         if markov_bound(expected, units) < t.risk_threshold:
             if self._monotone:
-                st.calm_now, st.calm_horizon = now, horizon
-                st.calm_series = self._demand.series(st.store_id, st.sku)
+                start = now_ts if since_ts is None else min(since_ts, now_ts)
+                if demand.covers(st.store_id, st.sku, start, max(now_ts, horizon_ts)):
+                    st.calm_now, st.calm_horizon = now, horizon
+                    st.calm_series = demand.series(st.store_id, st.sku)
+                else:  # a later ``now`` could not pass _still_calm either (see there)
+                    st.calm_now = None
             return None  # no distribution of demand with this mean reaches the threshold
         risk = self._risk(st, now, horizon, expected=expected, ratio=ratio, units=units)
         if risk < t.risk_threshold:
             return None
+        store_id, sku = st.store_id, st.sku
         projected_at = exhaustion_time(
-            lambda a, b: self._demand.units(st.store_id, st.sku, a, b), now, st.on_hand, ratio, cycle_end
+            lambda a, b: demand.units(store_id, sku, a, b),
+            now,
+            on_hand,
+            ratio,
+            cycle_end,
+            steps=lambda points: demand.steps_ts(store_id, sku, points),
         )
-        cycle_demand = ratio * self._demand.units(st.store_id, st.sku, now, cycle_end)
-        shortfall = t.cover_factor * cycle_demand - max(st.on_hand, 0.0)
+        cycle_demand = ratio * demand.units(st.store_id, st.sku, now, cycle_end)
+        shortfall = t.cover_factor * cycle_demand - max(on_hand, 0.0)
         suggested = round_up_to_case(shortfall, self._ref.case_size(st.sku))
         expected_uph, observed_uph = self._rates(st, now, horizon, ratio)
         return self._alert(
@@ -158,15 +361,7 @@ class Detector:
             suggested=suggested,
         )
 
-    def _still_calm(
-        self,
-        st: PairState,
-        now: datetime,
-        now_ts: float,
-        horizon: datetime,
-        horizon_ts: float,
-        since_ts: float | None,
-    ) -> bool:
+    def _still_calm(self, st: PairState, now: datetime, now_ts: float, horizon: datetime) -> bool:
         """Whether the Markov bound is known to stay below the threshold, without computing it.
 
         It was below at ``calm_now``; since then the pair's stock and today's counters did not
@@ -175,16 +370,18 @@ class Detector:
         ``now`` gives a velocity ratio no higher (expected-so-far only grew, with prior units > 0)
         times expected units until the horizon no higher, in floating point too (the cumulative
         series is non-decreasing and rounding is monotone): the bound cannot have risen. Asking
-        the series must not rebuild it either (the skipped calls would have), hence ``covers``.
+        the series must not rebuild it either (the skipped calls would have): the memo is only
+        kept when the windows asked at ``calm_now`` (from ``min(since, calm_now)`` to
+        ``max(calm_now, horizon)``) were inside the series; a later ``now`` starts its windows no
+        earlier (``since`` is fixed while the memo lives) and ends them at the same horizon, so
+        only ``now`` itself may reach beyond the series' span (``still_covers``). When they were
+        not inside, no later ``now`` could pass either (the start stays before the origin or the
+        end beyond the span), so not keeping the memo changes nothing.
         """
         calm = st.calm_now
         if calm is None or now < calm or horizon != st.calm_horizon:
             return False
-        demand = self._demand
-        if demand.series(st.store_id, st.sku) is not st.calm_series:
-            return False
-        start = now_ts if since_ts is None else min(since_ts, now_ts)
-        return demand.covers(st.store_id, st.sku, start, max(now_ts, horizon_ts))
+        return self._demand.still_covers(st.store_id, st.sku, st.calm_series, now_ts)
 
     def _verdict_settled(
         self,
@@ -325,7 +522,15 @@ class Detector:
         return total / tau_h
 
     # --- stopped sales ---------------------------------------------------------------------------
-    def _stopped(self, st: PairState, now: datetime) -> Alert | None:
+    def _stopped(self, st: PairState, now: datetime, now_ts: float | None = None) -> Alert | None:
+        """``now_ts``: ``now.timestamp()`` when the caller has it.
+
+        Below the minimum of expected units, the pair remembers until when it stays below
+        (``PairState.quiet``, from ``ExpectedDemand.below_until``): a later ``now`` inside that
+        range, with the same start of the silence and the same series, returns None at once. The
+        skipped ``units`` call would only have extended the series (no rebuild: the range stays
+        inside its span), which no result can tell.
+        """
         t = self._tuning
         if st.on_hand is None or st.on_hand < 1:
             return None
@@ -333,8 +538,33 @@ class Detector:
         silent_h = (now - since).total_seconds() / 3600.0
         if silent_h < t.silent_min_hours:
             return None
-        expected = self._demand.units(st.store_id, st.sku, since, now)
+        if now_ts is None:
+            now_ts = now.timestamp()
+        quiet = st.quiet
+        if (
+            quiet is not None
+            and quiet[1] <= now_ts <= quiet[2]
+            and quiet[0] == since
+            and self._demand.series(st.store_id, st.sku) is quiet[3]
+        ):
+            return None
+        return self._silent(st, now, now_ts, since, silent_h)
+
+    def _silent(
+        self, st: PairState, now: datetime, now_ts: float, since: datetime, silent_h: float
+    ) -> Alert | None:
+        """The rest of ``_stopped`` for a pair with stock, silent since ``since`` for ``silent_h``
+        hours (at least the minimum), its quiet memo not answering."""
+        t = self._tuning
+        demand = self._demand
+        since_ts = since.timestamp()
+        expected = demand.units_ts(st.store_id, st.sku, since_ts, now_ts)
         if expected < t.silent_min_expected_units:
+            if self._timers:
+                limit = t.silent_min_expected_units
+                until = demand.below_until(st.store_id, st.sku, since_ts, now_ts, limit)
+                if until >= now_ts:
+                    st.quiet = (since, now_ts, until, demand.series(st.store_id, st.sku))
             return None
         self.evaluations += 1
         if self._model_prob is not None:

@@ -3,7 +3,10 @@
 For each message: validate (decode_event; subject ↔ store), deduplicate by (device, seq), advance
 the store's event-time watermark, apply the event to its store×SKU state and evaluate that pair;
 when a store's watermark crosses an hour, evaluate every pair of the store at that hour (stopped
-sales are only visible then).
+sales are only visible then). Most pairs are unchanged between two such hours: the detector keeps,
+per pair and per store, until when the re-check is known to end as the last one did (no alert, no
+change, the same evaluations counted; forgotten when an event touches a pair of the store), and
+only counts the evaluations of a re-check before then (``Detector.evaluate_store``).
 Nothing raised by one message escapes: it becomes a dead letter with a reason.
 
 Batched records (``abasto.pos.batch/v1``, told apart by their ``schema``) take a fast path: the
@@ -65,6 +68,9 @@ class DeadLetter:
 Output = Alert | DeadLetter
 
 _PAIR_EVENTS = (SaleScan, StockReading, DeliveryReceipt)
+_UNSEEN = "\x00unseen"
+#: subjects remembered before the memo starts afresh
+_MAX_SUBJECTS = 100_000
 
 
 class Engine:
@@ -93,11 +99,14 @@ class Engine:
         #: store → sku → state, in creation order (a store's pairs are evaluated in this order)
         self._pairs: dict[str, dict[str, PairState]] = {}
         self._demand = self._detector.demand
+        self._holds = self._detector.store_holds
         #: one string object per store/SKU name, whatever the number of events that spelled it
         self._names: dict[str, str] = {}
         #: the local day of the last instant asked: [start, end) in UTC, date, local midnight
         self._day: tuple[datetime, datetime, date, datetime] | None = None
         self._day_episodes: dict[date, str] = {}
+        #: subject → its store (``store_of_pos_subject``)
+        self._subjects: dict[str, str | None] = {}
 
     # --- inspection ------------------------------------------------------------------------------
     def watermark(self, store_id: str) -> datetime | None:
@@ -181,6 +190,7 @@ class Engine:
         self._store_deliveries.clear()
         self._store_deliveries.update(snap.store_deliveries)
         self._detector.restore_model_calls(snap.model_calls)
+        self._holds.clear()
         self._detector.evaluations = snap.evaluations
         self._demand.restore_origins(snap.demand_origins)
         snap.metrics.restore_into(self.metrics)
@@ -214,7 +224,12 @@ class Engine:
 
     def _check_subject(self, subject: str, data: bytes, store_id: str, what: str) -> DeadLetter | None:
         """The dead letter of a message whose subject is not ``pos.<store_id>.…`` of its payload."""
-        store = store_of_pos_subject(subject)
+        store = self._subjects.get(subject, _UNSEEN)
+        if store is _UNSEEN:
+            # a pure function of the subject, asked again for every message of a device
+            if len(self._subjects) >= _MAX_SUBJECTS:
+                self._subjects.clear()
+            store = self._subjects[subject] = store_of_pos_subject(subject)
         if store is None:
             detail = f"expected pos.<store_id>.<device_id>, got {subject}"
             return self._reject(subject, data, "bad_subject", detail)
@@ -341,7 +356,9 @@ class Engine:
         m.accepted += 1
         payload = event.payload
         m.by_type[type(payload).__name__] += 1
-        at = event.event_time.astimezone(UTC)
+        at = event.event_time
+        if at.tzinfo is not UTC:
+            at = at.astimezone(UTC)
         clock = self._clocks.get(event.store_id)
         if clock is None:
             clock = self._clocks[event.store_id] = Watermark(self._lateness)
@@ -376,6 +393,8 @@ class Engine:
         return out
 
     def _state(self, store_id: str, sku: str, at: datetime) -> PairState:
+        """The pair an event is about to change (its store's re-check timer no longer holds)."""
+        self._holds.pop(store_id, None)
         per = self._pairs.get(store_id)
         if per is None:
             store_id = self._name(store_id)
@@ -412,11 +431,7 @@ class Engine:
 
     def evaluate_store(self, store_id: str, at: datetime) -> list[Alert]:
         """Evaluate every pair of a store as of ``at`` (or the pair's own newer event time)."""
-        out: list[Alert] = []
         per = self._pairs.get(store_id)
         if per is None:
-            return out
-        for st in per.values():
-            now = at if st.last_event_at is None or st.last_event_at < at else st.last_event_at
-            out += self._detector.evaluate(st, now)
-        return out
+            return []
+        return self._detector.evaluate_store(store_id, per.values(), at)

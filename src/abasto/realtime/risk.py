@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 _HOUR = timedelta(hours=1)
 
@@ -77,10 +77,22 @@ def exhaustion_time(
     on_hand: float,
     ratio: float,
     limit: datetime,
+    *,
+    steps: Callable[[Iterator[float]], Iterator[float]] | None = None,
 ) -> datetime | None:
-    """When cumulative expected demand (× ratio) reaches ``on_hand``; None if not before ``limit``."""
+    """When cumulative expected demand (× ratio) reaches ``on_hand``; None if not before ``limit``.
+
+    Walks ``start``'s clock hours. ``steps``: the same function on epoch seconds for consecutive
+    windows (``steps(iter([p0, p1, …]))`` yields ``units_between`` of [p0, p1), [p1, p2), …, each
+    computed only when the walk asks for it), used when ``start`` is in UTC: the hour boundaries
+    are then whole multiples of 3600 s from ``start``'s hour (the same instants, the same order
+    against ``limit``: microsecond instants keep their order as epoch-second floats), and the
+    returned instant is computed from the same datetimes.
+    """
     if on_hand <= 0:
         return start
+    if steps is not None and start.tzinfo is UTC:
+        return _exhaustion_utc(steps, start, on_hand, ratio, limit)
     cum = 0.0
     t = start
     while t < limit:
@@ -90,6 +102,43 @@ def exhaustion_time(
             return t + (nxt - t) * ((on_hand - cum) / step)
         cum += step
         t = nxt
+    return None
+
+
+def _exhaustion_utc(
+    steps: Callable[[Iterator[float]], Iterator[float]],
+    start: datetime,
+    on_hand: float,
+    ratio: float,
+    limit: datetime,
+) -> datetime | None:
+    """``exhaustion_time``'s walk on epoch seconds for a UTC ``start`` (see there)."""
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    hour_ts = hour.timestamp()  # a whole number of seconds
+    limit_ts = limit.timestamp()
+    start_ts = start.timestamp()
+    if not start_ts < limit_ts:
+        return None
+
+    def points() -> Iterator[float]:
+        yield start_ts
+        k = 1
+        while True:
+            b = hour_ts + k * 3600.0
+            if b >= limit_ts:
+                yield limit_ts
+                return
+            yield b
+            k += 1
+
+    cum = 0.0
+    for k, units in enumerate(steps(points())):
+        step = ratio * units
+        if cum + step >= on_hand and step > 0:
+            t = start if k == 0 else hour + k * _HOUR
+            nxt = min(hour + (k + 1) * _HOUR, limit)
+            return t + (nxt - t) * ((on_hand - cum) / step)
+        cum += step
     return None
 
 

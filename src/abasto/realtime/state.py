@@ -33,10 +33,22 @@ class PairState:
     calm_now: datetime | None = None
     calm_horizon: datetime | None = None
     calm_series: object | None = None
+    #: detector memo (not state): (since, from, until, series): with the silence counted from
+    #: ``since`` and this expected-demand series, the units expected since then stay below the
+    #: sales_stopped minimum at every instant from ``from`` to ``until`` (epoch seconds); keyed by
+    #: what it depends on, so no change of the pair needs to clear it
+    quiet: tuple[datetime, float, float, object] | None = None
+    #: detector memo (not state): (until, evaluations, horizon or None, from): the store's hourly
+    #: re-check of this pair, at any instant after ``from`` and up to ``until`` (epoch seconds)
+    #: whose window ends at this horizon (None: any), ends as the one at ``from`` did: no alert,
+    #: no change, this many evaluations counted; forgotten when an event touches the pair
+    hold: tuple[float, int, datetime | None, float] | None = None
 
     def touch(self, at: datetime, local_day: date, midnight: datetime) -> None:
         """Advance the clock of the pair; roll today's counters at local midnight (``midnight``:
-        the start of ``local_day``, shared by the pairs)."""
+        the start of ``local_day``, shared by the pairs). An event is about to change the pair:
+        its re-check timer no longer holds."""
+        self.hold = None
         if self.day is None or local_day > self.day:
             self.day = local_day
             self.counting_since = max(midnight, self.first_seen_at)

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+#: half-life → tau (the same division, done once per half-life in use)
+_TAUS: dict[float, float] = {}
+
 
 @dataclass(slots=True)
 class EwmaRate:
@@ -21,7 +24,10 @@ class EwmaRate:
 
     @property
     def _tau_h(self) -> float:
-        return self.half_life_h / math.log(2.0)
+        tau = _TAUS.get(self.half_life_h)
+        if tau is None:
+            tau = _TAUS[self.half_life_h] = self.half_life_h / math.log(2.0)
+        return tau
 
     def add(self, at: datetime, units: float) -> None:
         if self._at is None:

@@ -16,26 +16,29 @@ class Watermark:
     def __init__(self, allowed_lateness: timedelta) -> None:
         self._lateness = allowed_lateness
         self._max: datetime | None = None
+        #: ``_max − lateness``, kept with ``_max``
+        self._current: datetime | None = None
         self._last_hour: datetime | None = None
 
     @property
     def current(self) -> datetime | None:
-        return None if self._max is None else self._max - self._lateness
+        return self._current
 
     def is_late(self, event_time: datetime) -> bool:
-        wm = self.current
+        wm = self._current
         return wm is not None and event_time < wm
 
     def observe(self, event_time: datetime) -> None:
         if self._max is None or event_time > self._max:
             self._max = event_time
+            self._current = event_time - self._lateness
 
     def hours_crossed(self, max_hours: int) -> list[datetime]:
         """Hour boundaries the watermark passed since the last call (at most the last ``max_hours``).
 
         The first call only sets the starting hour.
         """
-        wm = self.current
+        wm = self._current
         if wm is None:
             return []
         hour = wm.replace(minute=0, second=0, microsecond=0)
@@ -59,3 +62,4 @@ class Watermark:
 
     def restore(self, newest: datetime | None, last_hour: datetime | None) -> None:
         self._max, self._last_hour = newest, last_hour
+        self._current = None if newest is None else newest - self._lateness
