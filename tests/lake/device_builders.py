@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from abasto.delivery.layout import part_name, partition_of, pos_events_uri
 from abasto.delivery.rows import POS_EVENTS_SCHEMA
+from abasto.lake import device_tables
 from abasto.lake.storage import join_uri, write_parquet_atomic
 
 T0 = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
@@ -91,3 +95,16 @@ def write_batch(raw_uri: str, events: list[Ev], first_seq: int) -> list[str]:
         write_parquet_atomic(rows(evs, first_seq), join_uri(pos_events_uri(raw_uri), rel))
         written.append(rel)
     return written
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count the reads of each raw file (by relpath) the device tables make from now on."""
+    reads: Counter[str] = Counter()
+    read_one = device_tables._read_one
+
+    def counted(names: Any, index: int, f: Any) -> Any:
+        reads[f.relpath] += 1
+        return read_one(names, index, f)
+
+    monkeypatch.setattr(device_tables, "_read_one", counted)
+    return reads

@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from device_builders import Ev, sale, stock, write_batch
+from device_builders import Ev, count_reads, sale, stock, write_batch
 from pyiceberg.catalog.sql import SqlCatalog
 from test_jobs_builders import regions_cdc
 from typer.testing import CliRunner
@@ -219,21 +219,9 @@ def test_device_jobs_run_together_record_one_run_per_table(
 def test_run_all_runs_the_device_tables_from_one_read(
     settings: Settings, catalog: SqlCatalog, runner: JobRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collections import Counter  # noqa: PLC0415
-    from typing import Any  # noqa: PLC0415
-
-    from abasto.lake import device_tables as dt  # noqa: PLC0415
-
     files = write_batch(settings.raw_uri, [sale("pos-0001", 1, 5, qty=3), stock("pos-0001", 2, 6)], 1)
     files += write_batch(settings.raw_uri, [sale("pos-0002", 1, 65, qty=4)], 3)
-    reads: Counter[str] = Counter()
-    read_one = dt._read_one
-
-    def counted(names: Any, index: int, f: Any) -> Any:
-        reads[f.relpath] += 1
-        return read_one(names, index, f)
-
-    monkeypatch.setattr(dt, "_read_one", counted)
+    reads = count_reads(monkeypatch)
 
     runs = runner.run_all(["stock_readings", "sales_by_hour"])
 

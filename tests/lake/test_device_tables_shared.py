@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from device_builders import RECEIVED, T0, Ev, heartbeat, rows, sale, stock, write_batch
+from device_builders import RECEIVED, T0, Ev, count_reads, heartbeat, rows, sale, stock, write_batch
 from pyiceberg.catalog.sql import SqlCatalog
 
 from abasto.catalog import open_catalog
@@ -126,14 +126,7 @@ def test_one_read_for_both_tables_gives_what_each_table_alone_gives(
     evs = events(rng, 1_500)
     write_resent(settings.raw_uri, evs[:700], 1, rng)
     write_resent(settings.raw_uri, evs[700:] + rng.sample(evs[:700], 60), 5_000, rng)  # re-sent copies
-    reads: Counter[str] = Counter()
-    read_one = dt._read_one
-
-    def counted(names: Any, index: int, f: Any) -> Any:
-        reads[f.relpath] += 1
-        return read_one(names, index, f)
-
-    monkeypatch.setattr(dt, "_read_one", counted)
+    reads = count_reads(monkeypatch)
     together = both(settings, catalog)
     assert reads and set(reads.values()) == {1}  # every file read once, for both tables
     alone = each(settings, other)

@@ -25,7 +25,7 @@ from pyiceberg.table import Table
 
 from abasto.catalog import load_table
 from abasto.lake.device_files import DeviceFile, DeviceLedger, discover_device_files
-from abasto.lake.device_tables import curate_device_table, curate_device_tables
+from abasto.lake.device_tables import curate_device_tables
 from abasto.lake.jobs.runs import InputFile, JobRun, JobRunStore, RunRecording, Trigger
 from abasto.lake.tables import TableSpec
 
@@ -65,26 +65,18 @@ def run_device_job(
     max_files: int | None = None,
 ) -> JobRun:
     """Run the job of device table ``spec`` once and record it, failed or not (the caller holds
-    the table's lock)."""
-    before = load_table(catalog, spec.identifier)
-    rec = RunRecording.start(spec.identifier, trigger, before, detail)
-    select = in_dates(date_from, date_to)
-    pending: list[DeviceFile] = []
-    try:
-        pending = [f for f in _ledger(before).pending(discover_device_files(raw_uri)) if select(f)]
-        result = curate_device_table(
-            spec.name, catalog=catalog, raw_uri=raw_uri, select=select, max_files=max_files, run_id=rec.run_id
-        )
-        rec.note_result(result.rows_in, result.rows_upserted, result.rows_deleted, result.quality)
-    except Exception as exc:  # noqa: BLE001 - any failure of the job is recorded, never lost
-        rec.note_failure(exc)
-    after = load_table(catalog, spec.identifier)
-    held = _ledger(after).applied
-    inputs = [
-        InputFile(f.relpath, DEVICE_FILE_KIND, f.first_seq, f.last_seq) for f in pending if f.relpath in held
-    ]
-    run = rec.finish(after, inputs, len(pending))
-    store.record(run)
+    the table's lock): :func:`run_device_jobs` for one table."""
+    (run,) = run_device_jobs(
+        catalog,
+        store,
+        [spec],
+        trigger,
+        raw_uri=raw_uri,
+        detail=detail,
+        date_from=date_from,
+        date_to=date_to,
+        max_files=max_files,
+    )
     return run
 
 
