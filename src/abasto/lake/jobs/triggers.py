@@ -371,32 +371,13 @@ class TriggerWorker:
             for name, b in self._batches.items()
             if force or len(b.keys) >= self.max_files or now - b.first_at >= self.max_wait_s
         ]
+        started = await self._start(due)
         runs: list[JobRun] = []
-        # device tables due together run from one read of the raw device files
-        device = [name for name in due if name in DEVICE_TABLES]
-        together: dict[str, JobRun] | BaseException = {}
-        if len(device) > 1:
-            keys = [k for name in device for k in self._batches[name].keys]
-            detail = {"objects": len(set(keys)), "keys": list(dict.fromkeys(keys))[:20]}
-            try:
-                together = await asyncio.to_thread(
-                    self.runner.run_device_tables, device, Trigger.OBJECT_CREATED, detail=detail
-                )
-            except Exception as exc:  # noqa: BLE001 - settled below, per table, as a run that could not start
-                together = exc
         for name in due:
             batch = self._batches.pop(name)
-            detail = {"objects": len(batch.keys), "keys": batch.keys[:20]}
-            try:
-                if isinstance(together, BaseException) and name in device:
-                    raise together
-                if isinstance(together, dict) and name in together:
-                    run = together[name]
-                else:
-                    trigger = Trigger.OBJECT_CREATED
-                    run = await asyncio.to_thread(self.runner.run, name, trigger, detail=detail)
-            except Exception as exc:  # noqa: BLE001 - the run could not even start (catalog, lock): retry later
-                log.warning("lake trigger: job %s did not run: %s", name, exc)
+            run = started[name]
+            if isinstance(run, Exception):  # the run could not even start (catalog, lock): retry later
+                log.warning("lake trigger: job %s did not run: %s", name, run)
                 await self._settle(batch, name, retry=True)
                 continue
             runs.append(run)
@@ -407,6 +388,36 @@ class TriggerWorker:
                 log.warning("lake trigger: job %s failed: %s", name, run.error)
             await self._settle(batch, name, retry=not run.ok and bool(run.detail.get("retryable")))
         return runs
+
+    async def _start(self, due: list[str]) -> dict[str, JobRun | Exception]:
+        """Run the jobs of the ``due`` tables: the device tables among them together, from one read
+        of the raw device files, the others one by one. Per table: its run, or what kept it from
+        starting."""
+        out: dict[str, JobRun | Exception] = {}
+        device = [name for name in due if name in DEVICE_TABLES]
+        if len(device) > 1:
+            keys = list(dict.fromkeys(k for name in device for k in self._batches[name].keys))
+            detail: dict[str, Any] = {"objects": len(keys), "keys": keys[:20]}
+            try:
+                out.update(
+                    await asyncio.to_thread(
+                        self.runner.run_device_tables, device, Trigger.OBJECT_CREATED, detail=detail
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - settled per table by the caller
+                out.update(dict.fromkeys(device, exc))
+        for name in due:
+            if name in out:
+                continue
+            batch = self._batches[name]
+            detail = {"objects": len(batch.keys), "keys": batch.keys[:20]}
+            try:
+                out[name] = await asyncio.to_thread(
+                    self.runner.run, name, Trigger.OBJECT_CREATED, detail=detail
+                )
+            except Exception as exc:  # noqa: BLE001 - settled by the caller
+                out[name] = exc
+        return out
 
     async def _settle(self, batch: _Batch, table: str, *, retry: bool) -> None:
         for held in batch.held:
