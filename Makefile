@@ -7,13 +7,21 @@ STAMP := $(VENV)/.installed
 SCALE ?=
 DEMO_ARGS ?=
 
-.PHONY: help venv demo test test-slow lint fmt bench clean clean-data
+# the optional compiled engine (mypyc, see setup.py): a complete abasto package beside the editable
+# source, imported first through PYTHONPATH; rebuilt when any source changes
+COMPILED := .build/compiled
+COMPILED_STAMP := $(COMPILED)/.built
+SOURCES := $(shell find src/abasto -name '*.py') setup.py pyproject.toml
+HAVE_CC := $(shell command -v cc || command -v gcc)
+
+.PHONY: help venv demo test test-slow test-compiled compiled lint fmt bench clean clean-data
 
 help:
 	@echo "make demo    set up, start embedded services, run the stockout early-warning demo"
 	@echo "make test    set up and run the test suite (lint + type check + pytest, fast tiers)"
 	@echo "make test-slow  the slow/heavy tier"
-	@echo "make bench   run the benchmarks (tables of figures beside their limits)"
+	@echo "make bench   run the benchmarks (tables of figures beside their limits) on the compiled engine"
+	@echo "make compiled  build the compiled engine (mypyc; needs a C compiler) into $(COMPILED)"
 	@echo "make clean-data  stop services and delete ./.abasto (all generated data)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -29,18 +37,42 @@ demo: $(STAMP)
 	$(BIN)/abasto demo $(if $(SCALE),--scale $(SCALE)) $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench setup.py
 	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/pytest -m "not slow" -q
+ifneq ($(HAVE_CC),)
+	$(MAKE) --no-print-directory test-compiled
+else
+	@echo "no C compiler: the compiled engine was not built nor tested (the pure-Python one was)"
+endif
+
+$(COMPILED_STAMP): $(STAMP) $(SOURCES)
+	@test -n "$(HAVE_CC)" || { echo "the compiled engine needs a C compiler (cc); install gcc or clang"; exit 1; }
+	rm -rf $(COMPILED) build
+	ABASTO_MYPYC=1 $(BIN)/pip install --quiet --no-deps --no-build-isolation --target $(COMPILED) .
+	@touch $@
+
+compiled: $(COMPILED_STAMP)
+
+# the engine's tests again, on the compiled build (the build is checked to be the one imported)
+test-compiled: $(COMPILED_STAMP)
+	ABASTO_EXPECT_COMPILED=1 PYTHONPATH=$(COMPILED) $(BIN)/pytest -m "not slow" -q -p no:cacheprovider \
+		tests/realtime tests/ml tests/delivery tests/benchmarks
 
 test-slow: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,spark]"
 	$(BIN)/pytest -m slow -q
 
 bench: $(STAMP)
+ifneq ($(HAVE_CC),)
+	$(MAKE) --no-print-directory compiled
+	PYTHONPATH=$(COMPILED) $(BIN)/python -m bench
+else
+	@echo "no C compiler: benchmarking the pure-Python engine (make compiled needs cc)"
 	$(BIN)/python -m bench
+endif
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
@@ -51,4 +83,4 @@ clean-data: $(STAMP)
 	rm -rf .abasto
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build .build *.egg-info src/*.egg-info

@@ -3,6 +3,7 @@ import pytest
 from abasto.benchmarks.harness import Figure
 from abasto.benchmarks.runner import as_json, run_suites
 from abasto.errors import InvalidInputError
+from abasto.realtime.build import engine_build
 
 
 def test_unknown_suite_is_refused_with_the_choices() -> None:
@@ -13,7 +14,13 @@ def test_unknown_suite_is_refused_with_the_choices() -> None:
 
 def test_json_reports_each_figure_beside_its_limit() -> None:
     out = as_json([Figure("x_events_per_s", "events/s", 50.0, "raw events/s", 200.0)])
-    assert out == {"x_events_per_s": 50.0, "x_events_per_s__limit": 200.0, "x_events_per_s__ratio": 0.25}
+    assert out == {
+        "engine_build": engine_build(),
+        "x_events_per_s": 50.0,
+        "x_events_per_s__limit": 200.0,
+        "x_events_per_s__ratio": 0.25,
+    }
+    assert out["engine_build"] in ("mypyc", "python")
 
 
 def test_python_m_bench_runs_the_suites_only_as_the_main_module(monkeypatch: pytest.MonkeyPatch) -> None:

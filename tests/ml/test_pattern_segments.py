@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import abasto.ml._hours as hours_module
 from abasto.errors import InvalidInputError
+from abasto.ml._hours import LocalHours
 from abasto.ml.pattern import PatternModel
 
 _HOUR = timedelta(hours=1)
@@ -148,14 +148,14 @@ def test_hourly_rates_are_the_rates_at_each_hour(
         assert model.hourly_rates(store, "K1", origin, first, first + n) == expected
 
 
-def test_results_do_not_depend_on_the_label_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_do_not_depend_on_the_label_cache() -> None:
     start = ANCHORS[1] - timedelta(hours=30, minutes=17)
     end = start + timedelta(days=4, minutes=3)
     warm = _model("America/New_York", 2)
     first = warm._moments("S1", "K1", start, end)
     assert warm._moments("S1", "K1", start, end) == first  # served from the cache
-    monkeypatch.setattr(hours_module, "_MAX_CACHED", 3)  # cleared every few hours of the walk
     tiny = _model("America/New_York", 2)
+    tiny._hours = LocalHours(tiny._tz, tiny._day_factor, max_cached=3)  # cleared every few hours
     assert tiny._moments("S1", "K1", start, end) == first == _reference_moments(tiny, "S1", "K1", start, end)
     assert len(tiny._hours._cache) <= 3
 

@@ -18,7 +18,9 @@ import pytest
 from realtime_doubles import SKU, FlatPattern, reference
 
 from abasto.realtime.engine import DeadLetter, Engine, Output
+from abasto.realtime.metrics import ProcessorMetrics
 from abasto.realtime.processor import OUTPUT_BUDGET_S, Processor
+from abasto.realtime.snapshot import EngineSnapshot
 from abasto.settings import NatsSettings
 from abasto.stream.ephemeral import EphemeralNatsServer
 from abasto.stream.jetstream import JetStreamConsumer, JetStreamEventStream
@@ -126,13 +128,17 @@ async def test_a_batch_larger_than_the_pending_window_is_stored_whole(stream: Je
     assert (await stream.stream_state(NAME)).messages == 200
 
 
-class _SlowEngine(Engine):
+class _SlowEngine:
     """An engine taking ``per_message_s`` per message; the first message yields a dead letter."""
 
     def __init__(self, per_message_s: float) -> None:
-        super().__init__(FlatPattern({("S1", SKU): 2.0}), reference())
+        self.engine = Engine(FlatPattern({("S1", SKU): 2.0}), reference())
         self.per_message_s = per_message_s
         self.seen = 0
+
+    @property
+    def metrics(self) -> ProcessorMetrics:
+        return self.engine.metrics
 
     def process(self, subject: str, data: bytes) -> list[Output]:
         time.sleep(self.per_message_s)
@@ -140,6 +146,12 @@ class _SlowEngine(Engine):
         if self.seen == 1:
             return [DeadLetter(subject=subject, data=data, reason="test", detail="first of the batch")]
         return []
+
+    def snapshot(self) -> EngineSnapshot:
+        return self.engine.snapshot()
+
+    def restore(self, snap: EngineSnapshot) -> None:
+        self.engine.restore(snap)
 
 
 class _RecordingStream(JetStreamEventStream):

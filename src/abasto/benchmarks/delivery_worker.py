@@ -35,6 +35,8 @@ class DeliveryRun:
     #: when the last batch was written and acknowledged (monotonic seconds)
     finished: float
     metrics: DeliveryMetrics
+    #: CPU seconds the delivery process spent from ``go`` to ``finished``
+    cpu_s: float
 
 
 class DeliveryProcess:
@@ -123,7 +125,10 @@ async def _deliver(
         ready.set()
         while not go.is_set():
             await asyncio.sleep(0.002)
+        cpu = time.process_time()
         while delivery.metrics.messages < messages:
             await delivery.poll()
         await delivery.flush()
-        return DeliveryRun(finished=time.monotonic(), metrics=delivery.metrics)
+        return DeliveryRun(
+            finished=time.monotonic(), metrics=delivery.metrics, cpu_s=time.process_time() - cpu
+        )

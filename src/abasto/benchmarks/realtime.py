@@ -69,7 +69,9 @@ from abasto.errors import ServiceUnavailableError
 from abasto.ml.pattern import fit_pattern
 from abasto.realtime.bootstrap import reference_from_world
 from abasto.realtime.engine import Engine, Output
+from abasto.realtime.metrics import ProcessorMetrics
 from abasto.realtime.processor import Processor
+from abasto.realtime.snapshot import EngineSnapshot
 from abasto.realtime.tuning import DetectorTuning
 from abasto.services import nats_connect_options, reload_nats
 from abasto.settings import Settings, WorldSettings
@@ -140,16 +142,20 @@ def _engine(world: World, pattern: DemandPattern, settings: Settings) -> Engine:
     return Engine(pattern, reference_from_world(world), DetectorTuning.from_settings(settings.realtime))
 
 
-class _TimedEngine(Engine):
-    """The engine, remembering for each alert the index of the payload that triggered it."""
+class _TimedEngine:
+    """An engine, remembering for each alert the index of the payload that triggered it."""
 
-    def __init__(self, *args: Any, index: dict[bytes, int], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, engine: Engine, index: dict[bytes, int]) -> None:
+        self.engine = engine
         self.index = index
         self.triggered_by: dict[str, int] = {}
 
+    @property
+    def metrics(self) -> ProcessorMetrics:
+        return self.engine.metrics
+
     def process(self, subject: str, data: bytes) -> list[Output]:
-        out = super().process(subject, data)
+        out = self.engine.process(subject, data)
         if out:
             k = self.index.get(data)
             if k is not None:
@@ -157,6 +163,12 @@ class _TimedEngine(Engine):
                     if isinstance(o, Alert):
                         self.triggered_by.setdefault(o.alert_id, k)
         return out
+
+    def snapshot(self) -> EngineSnapshot:
+        return self.engine.snapshot()
+
+    def restore(self, snap: EngineSnapshot) -> None:
+        self.engine.restore(snap)
 
 
 async def _processor_and_latency(
@@ -275,10 +287,7 @@ async def _alert_latency(
     both ends); the processor runs here, its engine noting which event triggered each alert.
     """
     engine = _TimedEngine(
-        pattern,
-        reference_from_world(world),
-        DetectorTuning.from_settings(settings.realtime),
-        index={data: k for k, (_, data) in enumerate(payloads)},
+        _engine(world, pattern, settings), index={data: k for k, (_, data) in enumerate(payloads)}
     )
     start = (await stream.stream_state(POS_STREAM)).last_seq + 1
     processor = Processor(
@@ -379,7 +388,7 @@ async def _batched_end_to_end(
                     PacedPublisher(options, payloads, FLOOD_MESSAGES_PER_S) as publisher,
                 ):
                     stop = asyncio.Event()
-                    t0 = time.monotonic()
+                    t0, cpu0 = time.monotonic(), time.process_time()
                     publisher.go()
                     delivery.go()
                     worker = asyncio.create_task(processor.run(stop))
@@ -387,16 +396,18 @@ async def _batched_end_to_end(
                         await asyncio.sleep(0.005)
                     stop.set()
                     await worker
-                    processed = time.monotonic()
+                    processed, cpu = time.monotonic(), time.process_time() - cpu0
                     await publisher.published(60.0)
                     delivered = await delivery.result(300.0)
                     await publisher.stop()
                 e2e.append(n_events / (max(processed, delivered.finished) - t0))
                 log.info(
-                    "batched run %d: processor %.2f s, delivery %.2f s",
+                    "batched run %d: processor %.2f s (%.2f s CPU), delivery %.2f s (%.2f s CPU)",
                     i,
                     processed - t0,
+                    cpu,
                     delivered.finished - t0,
+                    delivered.cpu_s,
                 )
                 rows = delivered.metrics.rows_written
                 if processor.engine.metrics.accepted != n_events or rows != n_events:

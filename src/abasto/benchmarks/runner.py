@@ -11,6 +11,7 @@ from rich.table import Table
 
 from abasto.benchmarks.harness import Figure
 from abasto.errors import InvalidInputError
+from abasto.realtime.build import engine_build
 
 #: suite name → module under abasto.benchmarks exposing ``run(quick: bool) -> list[Figure]``
 SUITES: dict[str, str] = {
@@ -34,9 +35,10 @@ def run_suites(names: Sequence[str] | None = None, *, quick: bool = False) -> li
     return figures
 
 
-def as_json(figures: Sequence[Figure]) -> dict[str, float]:
-    """Each figure under its own name (which names its unit) plus ``<name>_ratio`` to its limit."""
-    out: dict[str, float] = {}
+def as_json(figures: Sequence[Figure]) -> dict[str, float | str]:
+    """Each figure under its own name (which names its unit) plus ``<name>_ratio`` to its limit,
+    and ``engine_build``: the stream engine the run used (``mypyc`` compiled or ``python``)."""
+    out: dict[str, float | str] = {"engine_build": engine_build()}
     for f in figures:
         out[f.name] = f.value
         out[f"{f.name}__limit"] = f.limit
@@ -45,7 +47,14 @@ def as_json(figures: Sequence[Figure]) -> dict[str, float]:
 
 
 def print_table(figures: Sequence[Figure], console: Console | None = None) -> None:
-    t = Table(title="abasto benchmarks (medians of repeated runs; limit measured in the same run)")
+    build = {
+        "mypyc": "compiled engine (mypyc)",
+        "python": "pure-Python engine (`make compiled` builds the ~1.5× faster one)",
+    }
+    t = Table(
+        title="abasto benchmarks (medians of repeated runs; limit measured in the same run)",
+        caption=f"stream engine: {build[engine_build()]}",
+    )
     for col in ("figure", "value", "limit (same run)", "limit value", "ratio"):
         t.add_column(col)
     for f in figures:

@@ -86,7 +86,7 @@ def run_command(
     typer.echo(
         f"{summary['durable']}: {summary['applied']:,} messages applied up to stream seq "
         f"{summary['position']} ({summary['checkpoints']} checkpoints, {summary['skipped']} redeliveries "
-        f"skipped); {summary['alerts']} alerts"
+        f"skipped); {summary['alerts']} alerts; {summary['engine_build']} engine"
     )
 
 
@@ -137,6 +137,7 @@ def _build(settings: Settings, stream: EventStream, options: _Options) -> Proces
 
 
 async def _run(settings: Settings, options: _Options) -> dict[str, object]:
+    from abasto.realtime.build import engine_build  # noqa: PLC0415
     from abasto.stream import abasto_streams, open_stream  # noqa: PLC0415
 
     async with open_stream(settings, name=f"abasto-realtime-{options.partition.index}") as stream:
@@ -147,6 +148,7 @@ async def _run(settings: Settings, options: _Options) -> dict[str, object]:
                 await scope.enter_async_context(_metrics_endpoint(processor, options))
             await _process(processor, options)
     return {
+        "engine_build": engine_build(),
         "durable": processor.durable,
         "worker": options.partition.index,
         "of": options.partition.count,

@@ -22,7 +22,7 @@ HOUR_US: Final = 3_600_000_000
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO: Final = timedelta(microseconds=1)
 #: labels kept before the cache starts afresh (~200 bytes each)
-_MAX_CACHED: Final = 100_000
+MAX_CACHED: Final = 100_000
 #: consecutive local hours kept by :meth:`LocalHours.run` before it starts afresh (one week: 168)
 _MAX_RUN: Final = 24 * 42
 
@@ -39,13 +39,15 @@ def micros(at: datetime) -> int:
 class LocalHours:
     """Labels of instants in one time zone; local-hour starts are cached.
 
-    ``day_factor``: the demand factor of a local date (fixed for the life of this object).
+    ``day_factor``: the demand factor of a local date (fixed for the life of this object);
+    ``max_cached``: labels kept before the cache starts afresh.
     """
 
     __slots__ = (
         "_cache",
         "_day_factor",
         "_factors",
+        "_max_cached",
         "_run_base",
         "_run_days",
         "_run_factors",
@@ -53,8 +55,11 @@ class LocalHours:
         "_tz",
     )
 
-    def __init__(self, tz: ZoneInfo, day_factor: Callable[[date], float]) -> None:
+    def __init__(
+        self, tz: ZoneInfo, day_factor: Callable[[date], float], *, max_cached: int = MAX_CACHED
+    ) -> None:
         self._tz = tz
+        self._max_cached = max_cached
         self._day_factor = day_factor
         self._factors: dict[date, float] = {}
         self._cache: dict[int, Label] = {}
@@ -81,7 +86,7 @@ class LocalHours:
             factor = self._factors[day] = self._day_factor(day)
         out: Label = (local.weekday() * 24 + local.hour, day, factor, into)
         if into == 0:  # a local-hour start: windows walk through it again
-            if len(self._cache) >= _MAX_CACHED:
+            if len(self._cache) >= self._max_cached:
                 self._cache.clear()
             self._cache[t_us] = out
         return out

@@ -36,14 +36,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from abasto.contracts.alerts import Alert, encode_alert
 from abasto.contracts.batches import BATCH_INDEX_HEADER
 from abasto.errors import ConfigError, ServiceUnavailableError, is_transient
 from abasto.realtime.checkpoint import Checkpoint, CheckpointStore
-from abasto.realtime.engine import DeadLetter, Engine, Output
+from abasto.realtime.engine import DeadLetter, Output
 from abasto.realtime.metrics import ProcessorMetrics
 from abasto.realtime.partition import Partition, open_consumer
+from abasto.realtime.snapshot import EngineSnapshot
 from abasto.stream.jetstream import JetStreamEventStream
 from abasto.stream.port import Consumer, EventStream, OutgoingMessage, StreamMessage
 from abasto.stream.topology import (
@@ -62,6 +64,20 @@ _MAX_DETAIL = 240
 OUTPUT_BUDGET_S = 0.02
 
 
+class StreamEngine(Protocol):
+    """What the processor needs of an engine: :class:`~abasto.realtime.engine.Engine`, or a wrapper
+    around one (the engine may be a compiled class, which Python classes cannot subclass)."""
+
+    @property
+    def metrics(self) -> ProcessorMetrics: ...
+
+    def process(self, subject: str, data: bytes) -> list[Output]: ...
+
+    def snapshot(self) -> EngineSnapshot: ...
+
+    def restore(self, snap: EngineSnapshot) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunStats:
     messages: int
@@ -76,7 +92,7 @@ class Processor:
     def __init__(
         self,
         stream: EventStream,
-        engine: Engine,
+        engine: StreamEngine,
         *,
         durable: str = "realtime",
         source_stream: str = POS_STREAM,

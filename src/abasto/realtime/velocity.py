@@ -31,7 +31,8 @@ class EwmaRate:
 
     def add(self, at: datetime, units: float) -> None:
         if self._at is None:
-            self._mass, self._at = units, at
+            # a float whatever the caller passed: the snapshot's bytes must not depend on it
+            self._mass, self._at = float(units), at
             return
         age_h = (self._at - at).total_seconds() / 3600.0
         if age_h >= 0:  # late unit: weigh it by its age
