@@ -106,6 +106,41 @@ def prob_at_least(mean: float, var: float, k: int) -> float:
     return tail
 
 
+#: what ``upper_bound`` multiplies Cantelli's bound by: the renormalisation of the truncated support
+#: (at most 1 / (1 − 1/1601) = 1.000625, see there) and room for the floating-point error of the
+#: computed tail (relative, far below 1e-6)
+_BOUND_MARGIN = 1.001
+#: a negative binomial whose variance exceeds its mean by less than this (relative) has a success
+#: probability too close to 1 for its parameters to keep their precision: no bound is claimed
+_NB_MIN_EXCESS = 1e-3
+
+
+def upper_bound(mean: float, var: float, k: int) -> float | None:
+    """An upper bound of ``prob_at_least(mean, var, k)`` without computing the distribution, or
+    None where none is claimed (``k`` not above the mean).
+
+    Cantelli's one-sided inequality: for ``Y`` with mean ``μ`` and variance ``σ²``,
+    ``P(Y ≥ k) ≤ σ² / (σ² + (k − μ)²)`` for ``k > μ``. ``prob_at_least`` sums the mass function
+    truncated at its support's end ``upto`` ≥ ``μ + 40σ + 50``, renormalised: the mass cut off is at
+    most ``1/1601`` by the same inequality, so its tail is at most the bound × 1.000625; the
+    float sums and logs add relative errors far below 1e-6. Claimed only where the computed
+    distribution has the stated variance: the Poisson case (``σ² = μ``) and negative binomials
+    with ``var ≥ μ(1 + 1e-3)``.
+    """
+    if k <= 0 or k <= mean:
+        return None
+    if mean <= 0.0:
+        return 0.0
+    if var <= mean * (1.0 + 1e-12):
+        v = mean  # the Poisson branch of _pmf
+    elif var >= mean * (1.0 + _NB_MIN_EXCESS):
+        v = var
+    else:
+        return None
+    d = k - mean
+    return min(1.0, v / (v + d * d) * _BOUND_MARGIN)
+
+
 def quantile(mean: float, var: float, q: float) -> int:
     """Smallest ``k`` with P(Y <= k) >= q."""
     if not 0.0 <= q <= 1.0:

@@ -13,10 +13,8 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from functools import reduce
-from itertools import groupby
-from operator import add, mul
-from typing import Any
+from operator import mul
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -33,6 +31,8 @@ __all__ = ["FitConfig", "PatternModel", "calendar_from_history", "fit_pattern"]
 FORMAT = 1
 _META_KEY = b"abasto.pattern"
 UNREGISTERED = "unregistered"
+#: rows of rates kept as lists by ``PatternModel._row`` (~5 KiB each: ~20 MiB at most)
+_MAX_ROWS: Final = 4096
 
 
 class PatternModel:
@@ -73,6 +73,8 @@ class PatternModel:
         }
         self._alphas = [self._dispersion.get(str(g), (0.0, 0.0)) for g in self._series["group"]]
         self._hours = LocalHours(self._tz, self._day_factor)
+        #: recently asked rows of ``_rates`` as lists (the same floats; bounded: see ``_row``)
+        self._rows: dict[int, list[float]] = {}
 
     # --- DemandPattern ---------------------------------------------------------------------
     @property
@@ -103,7 +105,7 @@ class PatternModel:
         i = self._index.get((str(store_id), str(sku)))
         if i is None:
             return [0.0] * max(0, last - first)
-        row: list[float] = self._rates[i].tolist()
+        row = self._row(i)
         label = self._hours.label
         out: list[float] = []
         if origin_s.is_integer() and abs(origin_s) + last * 3600.0 < 2.0**53:
@@ -140,6 +142,20 @@ class PatternModel:
         """
         mu, var = self._moments(store_id, sku, start, end)
         return negbin.prob_at_least(mu, var, _ceil(units))
+
+    def prob_demand_at_least_or_bound(
+        self, store_id: str, sku: str, start: datetime, end: datetime, units: float, below: float
+    ) -> float:
+        """:meth:`prob_demand_at_least`, or, when an upper bound of it is already under ``below``
+        (Cantelli's, :func:`abasto.ml.negbin.upper_bound`), that bound: for a caller that only
+        compares the probability with ``below`` (the stream processor's risk threshold), the same
+        verdict without computing the distribution."""
+        mu, var = self._moments(store_id, sku, start, end)
+        k = _ceil(units)
+        bound = negbin.upper_bound(mu, var, k)
+        if bound is not None and bound < below:
+            return bound
+        return negbin.prob_at_least(mu, var, k)
 
     def quantile(self, store_id: str, sku: str, start: datetime, end: datetime, q: float) -> int:
         """Smallest unit count ``k`` with P(demand in the window <= k) >= q."""
@@ -290,6 +306,17 @@ class PatternModel:
         )
 
     # --- internals -------------------------------------------------------------------------------
+    def _row(self, i: int) -> list[float]:
+        """Row ``i`` of the rates as a list of floats (``tolist``: the same values), kept for the
+        next call: the stream processor asks the same pairs' rows over and over. At most
+        ``_MAX_ROWS`` are kept (~5 KiB each), then the cache starts afresh."""
+        row = self._rows.get(i)
+        if row is None:
+            if len(self._rows) >= _MAX_ROWS:
+                self._rows.clear()
+            row = self._rows[i] = self._rates[i].tolist()
+        return row
+
     def _day_factor(self, day: date) -> float:
         factor = 1.0
         for flag in self._calendar.get(day, ()):
@@ -306,9 +333,8 @@ class PatternModel:
 
         After the first (possibly partial) hour, the walk steps from local-hour start to local-hour
         start, one hour apart: their labels come as one run (``LocalHours.run``) and the sums are
-        folded left to right over the list of m's (``functools.reduce`` of ``+``: the additions of
-        the walk, in its order; a full hour's ``m`` is ``rate × factor × 1.0``, the same float as
-        ``rate × factor``); the per-day sums likewise over each run of equal dates, continuing a
+        added in one loop over it (the additions of the walk, in its order; a full hour's ``m`` is
+        ``rate × factor × 1.0``, the same float as ``rate × factor``), each day's sum continuing a
         date met again, in the dict's first-visit order.
         """
         t = micros(_aware(start, "start"))
@@ -317,7 +343,7 @@ class PatternModel:
         if i is None or t >= stop:
             return 0.0, 0.0
         a_hour, a_day = self._alphas[i]
-        row: list[float] = self._rates[i].tolist()
+        row = self._row(i)
         how, cur, factor, into = self._hours.label(t)
         first = t - into + HOUR_US
         if first >= stop:  # within one local hour
@@ -330,18 +356,25 @@ class PatternModel:
             return self._moments_walk(row, a_hour, a_day, t, stop)
         hows, days, factors = run
         last = count - 1
-        ms = [row[how] * factor * ((first - t) / HOUR_US)]
-        ms += map(mul, map(row.__getitem__, hows[:last]), factors[:last])
-        ms.append(row[hows[last]] * factors[last] * ((stop - (first + last * HOUR_US)) / HOUR_US))
-        mu = reduce(add, ms, 0.0)
-        sq = reduce(add, map(mul, ms, ms), 0.0)
+        # one pass over the window's m's (the first hour's share, the full hours, the last hour's
+        # share): μ, Σ m² and each day's sum are added up in the walk's order
+        m = row[how] * factor * ((first - t) / HOUR_US)
+        mu, sq = 0.0 + m, 0.0 + m * m
         per_day: dict[date, float] = {}
-        days.insert(0, cur)
-        k = 0
-        for day, same in groupby(days):
-            n = len(list(same))
-            per_day[day] = reduce(add, ms[k : k + n], per_day.get(day, 0.0))
-            k += n
+        in_day = 0.0 + m
+        for k in range(count):
+            m = row[hows[k]] * factors[k]
+            if k == last:
+                m *= (stop - (first + last * HOUR_US)) / HOUR_US
+            mu += m
+            sq += m * m
+            day = days[k]
+            if day != cur:
+                per_day[cur] = in_day
+                cur = day
+                in_day = per_day.get(day, 0.0)
+            in_day += m
+        per_day[cur] = in_day
         var = mu + a_hour * sq + a_day * sum(v * v for v in per_day.values())
         return mu, var
 

@@ -23,6 +23,7 @@ from abasto.realtime.demand import ExpectedDemand
 from abasto.realtime.reference import ReferenceData
 from abasto.realtime.risk import (
     ProbAtLeast,
+    ProbAtLeastOrBound,
     exhaustion_time,
     markov_bound,
     poisson_at_least,
@@ -69,6 +70,10 @@ class Detector:
         self._tuning = tuning
         prob = getattr(demand.pattern, "prob_demand_at_least", None)
         self._model_prob: ProbAtLeast | None = prob if callable(prob) else None
+        #: the same probability, or a bound of it already under a given level (see _risk), when
+        #: the model offers it (``PatternModel.prob_demand_at_least_or_bound``)
+        bounded = getattr(demand.pattern, "prob_demand_at_least_or_bound", None)
+        self._model_bounded: ProbAtLeastOrBound | None = bounded if callable(bounded) else None
         #: per pair: when the model was last asked, in which episode, knowing events up to when, for
         #: which horizon; its verdict was "below the threshold" (or the pair would have alerted)
         self._last_model_call: dict[tuple[str, str], _ModelCall] = {}
@@ -506,8 +511,14 @@ class Detector:
                 # only fell, so the risk cannot have risen above the last (sub-threshold) verdict
                 return 0.0
         self._last_model_call[key] = _ModelCall(now, st.episode, st.last_event_at, horizon)
+        bounded = self._model_bounded
+        threshold = self._tuning.risk_threshold
 
         def at_least(units: float) -> float:
+            if bounded is not None:
+                # the caller only compares the risk with the threshold: a bound of it already
+                # under the threshold gives the same verdict (and is never returned otherwise)
+                return bounded(st.store_id, st.sku, now, horizon, units, threshold)
             return model(st.store_id, st.sku, now, horizon, units)
 
         return prob_running_out(expected, units, ratio, at_least)

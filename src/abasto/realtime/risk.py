@@ -10,6 +10,9 @@ _HOUR = timedelta(hours=1)
 
 #: P(demand in [start, end) >= units), as PatternModel.prob_demand_at_least
 ProbAtLeast = Callable[[str, str, datetime, datetime, float], float]
+#: the same, or an upper bound of it when that is already under the last argument, as
+#: PatternModel.prob_demand_at_least_or_bound
+ProbAtLeastOrBound = Callable[[str, str, datetime, datetime, float, float], float]
 
 
 def poisson_at_least(mean: float, units: float) -> float:
