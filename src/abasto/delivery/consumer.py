@@ -8,7 +8,8 @@ Per batch, in this order (the commit protocol):
    drop the events an earlier batch already wrote (cross-batch dedup, :mod:`abasto.delivery.dedup`);
 3. write the batch **manifest** durably (:mod:`abasto.delivery.ledger`): its sequence runs, the
    files it produces and the (device, seq) keys they hold;
-4. write each file durably (fsync + rename + directory fsync), skipping a name already present;
+4. write each file durably (fsync + rename + directory fsync), skipping a name already present
+   (the batch's partition directories are made first, each new one durable);
 5. acknowledge every message of the batch.
 
 Crash semantics. A crash before 3 wrote nothing: the messages come back and start a new batch
@@ -40,11 +41,11 @@ from datetime import UTC, datetime
 from abasto.delivery.buffer import Pending
 from abasto.delivery.config import DeliveryConfig
 from abasto.delivery.dedup import DedupStore, Selection, WrittenKeys, drop_written, keep_recorded, keys_of
-from abasto.delivery.durable import exists, write_parquet_durable
+from abasto.delivery.durable import exists, make_dirs_durable, write_parquet_durable
 from abasto.delivery.layout import DEDUP_STATE, part_name, pos_events_uri
 from abasto.delivery.ledger import BatchManifest, Ledger, digest, runs_of
 from abasto.delivery.metrics import DeliveryMetrics
-from abasto.delivery.rows import DecodedBatch, decode_batch
+from abasto.delivery.rows import DICTIONARY_COLUMNS, DecodedBatch, decode_batch
 from abasto.errors import TerminalError, is_transient
 from abasto.lake.storage import join_uri
 from abasto.stream.port import Consumer, EventStream, StreamMessage
@@ -264,12 +265,13 @@ class RawDelivery:
 
     def _write(self, manifest: BatchManifest, batch: DecodedBatch) -> None:
         name = part_name(manifest.first_seq, manifest.last_seq)
+        make_dirs_durable(join_uri(self.table_uri, part) for part in batch.partitions)
         for part, table in batch.partitions.items():
             uri = join_uri(self.table_uri, part, name)
             if exists(uri):
                 self.metrics.files_skipped += 1
             else:
-                write_parquet_durable(table, uri)
+                write_parquet_durable(table, uri, use_dictionary=DICTIONARY_COLUMNS)
                 self.metrics.files_written += 1
                 self.metrics.rows_written += table.num_rows
             self._hook("file", manifest)

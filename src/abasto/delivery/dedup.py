@@ -22,12 +22,13 @@ rebuilt on start from the persisted parts (:class:`WrittenState` of pruned manif
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from abasto.delivery.config import DEFAULT_WINDOW
 from abasto.delivery.durable import exists, read_bytes, write_bytes_durable
@@ -90,6 +91,25 @@ class WrittenKeys:
         horizon = self.horizon(device_id)
         return horizon is not None and seq <= horizon
 
+    def clear_of(self, device_id: str, lo: int, hi: int) -> bool:
+        """No seq of ``lo..hi`` is held for ``device_id`` and none is beyond its horizon."""
+        starts = self._starts.get(device_id)
+        if not starts:
+            return True
+        ends = self._ends[device_id]
+        if lo <= ends[-1] - self.window:
+            return False
+        i = bisect.bisect_right(starts, hi) - 1
+        return i < 0 or ends[i] < lo
+
+    def covers(self, device_id: str, lo: int, hi: int) -> bool:
+        """Every seq of ``lo..hi`` is held for ``device_id`` (runs are merged: one run holds them)."""
+        starts = self._starts.get(device_id)
+        if not starts:
+            return False
+        i = bisect.bisect_right(starts, lo) - 1
+        return i >= 0 and hi <= self._ends[device_id][i]
+
     def runs(self) -> Runs:
         return {
             d: list(zip(self._starts[d], self._ends[d], strict=True))
@@ -138,11 +158,40 @@ def _merge(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def keys_of(batch: DecodedBatch) -> Runs:
     """The (device, seq) keys of a decoded batch's rows as runs per device."""
-    seqs: dict[str, list[int]] = defaultdict(list)
-    for table in batch.partitions.values():
-        for device, seq in zip(table["device_id"].to_pylist(), table["seq"].to_pylist(), strict=True):
-            seqs[device].append(seq)
-    return {d: _merge((s, s) for s in seqs[d]) for d in sorted(seqs)}
+    return {device: runs for device, runs in _device_runs(batch)}
+
+
+def _device_runs(batch: DecodedBatch) -> list[tuple[str, list[tuple[int, int]]]]:
+    """Per device of ``batch``'s rows, by name: its seqs as runs (what :func:`_merge` makes of
+    them). The rows are sorted by (device, seq); a run breaks where the device changes or the seq
+    jumps by more than one (a seq twice stays in its run)."""
+    tables = [t for t in batch.partitions.values() if t.num_rows]
+    if not tables:
+        return []
+    rows = pa.concat_tables([t.select(["device_id", "seq"]) for t in tables])
+    devices = rows["device_id"].combine_chunks().dictionary_encode()
+    names: list[str] = devices.dictionary.to_pylist()
+    by_name = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_name] = np.arange(len(names))
+    device = rank[np.asarray(devices.indices)]
+    seq = np.asarray(rows["seq"])
+    if seq.min() >= 0 and seq.max() < 1 << 32:  # seqs (≤ 1,000,000) fit in one sort key
+        order = np.argsort((device << 32) | seq, kind="stable")
+    else:
+        order = np.lexsort((seq, device))
+    device, seq = device[order], seq[order]
+    breaks = np.flatnonzero((np.diff(device) != 0) | (np.diff(seq) > 1)) + 1
+    firsts = np.concatenate(([0], breaks))
+    lasts = np.concatenate((breaks - 1, [len(seq) - 1]))
+    run_device: list[int] = device[firsts].tolist()
+    runs = list(zip(seq[firsts].tolist(), seq[lasts].tolist(), strict=True))
+    out: list[tuple[str, list[tuple[int, int]]]] = []
+    lo = 0
+    for hi in [*np.flatnonzero(np.diff(device[firsts])).tolist(), len(runs) - 1]:
+        out.append((names[by_name[run_device[hi]]], runs[lo : hi + 1]))
+        lo = hi + 1
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +207,12 @@ class Selection:
 
 def drop_written(batch: DecodedBatch, written: WrittenKeys) -> Selection:
     """``batch`` without the rows whose key ``written`` holds (cutting a new batch)."""
-    return _filter(batch, lambda d, s: not written.contains(d, s), written.beyond_horizon)
+    return _filter(
+        batch,
+        lambda d, s: not written.contains(d, s),
+        written.beyond_horizon,
+        written.clear_of,
+    )
 
 
 def keep_recorded(batch: DecodedBatch, runs: Runs) -> Selection:
@@ -166,27 +220,45 @@ def keep_recorded(batch: DecodedBatch, runs: Runs) -> Selection:
     a crash: the same rows as at its cut, whatever the state holds now)."""
     recorded = WrittenKeys(window=_UNBOUNDED)
     recorded.add(runs)
-    return _filter(batch, recorded.contains, lambda d, s: False)
+    return _filter(batch, recorded.contains, lambda d, s: False, recorded.covers)
 
 
 _UNBOUNDED = 2**62
 
 
 def _filter(
-    batch: DecodedBatch, keep: Callable[[str, int], bool], beyond: Callable[[str, int], bool]
+    batch: DecodedBatch,
+    keep: Callable[[str, int], bool],
+    beyond: Callable[[str, int], bool],
+    keeps_all: Callable[[str, int, int], bool],
 ) -> Selection:
+    """The rows ``keep`` keeps, counting those it drops and those ``beyond`` calls late.
+
+    ``keeps_all(device, lo, hi)``: every seq of lo..hi of the device is kept and none is late (a
+    sufficient condition). The rows of a device whose seq range in the batch passes it are kept
+    without a call per row; only the rows of the other devices are asked one by one.
+    """
     out = DecodedBatch(invalid=batch.invalid, duplicates=batch.duplicates)
+    devices = _device_runs(batch)
+    asked = [d for d, runs in devices if not keeps_all(d, runs[0][0], runs[-1][1])]
+    if not asked:
+        out.partitions = {part: t for part, t in batch.partitions.items() if t.num_rows}
+        return Selection(out, 0, 0)
+    value_set = pa.array(asked, pa.string())
     dropped = late = 0
     for part, table in batch.partitions.items():
-        mask: list[bool] = []
-        for device, seq in zip(table["device_id"].to_pylist(), table["seq"].to_pylist(), strict=True):
-            kept = keep(device, seq)
-            mask.append(kept)
-            if not kept:
-                dropped += 1
-            elif beyond(device, seq):
-                late += 1
-        selected = table if all(mask) else table.filter(pa.array(mask, pa.bool_()))
+        rows = np.flatnonzero(np.asarray(pc.is_in(table["device_id"], value_set=value_set)))
+        mask = np.ones(table.num_rows, dtype=np.bool_)
+        if len(rows):
+            some = table.select(["device_id", "seq"]).take(pa.array(rows))
+            pairs = zip(some["device_id"].to_pylist(), some["seq"].to_pylist(), strict=True)
+            for row, (device, seq) in zip(rows.tolist(), pairs, strict=True):
+                if not keep(device, seq):
+                    mask[row] = False
+                    dropped += 1
+                elif beyond(device, seq):
+                    late += 1
+        selected = table if mask.all() else table.filter(pa.array(mask))
         if selected.num_rows:
             out.partitions[part] = selected
     return Selection(out, dropped, late)

@@ -12,6 +12,7 @@ import io
 import os
 import posixpath
 import uuid
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from abasto.lake.storage import filesystem_for
 
-__all__ = ["exists", "read_bytes", "write_bytes_durable", "write_parquet_durable"]
+__all__ = ["exists", "make_dirs_durable", "read_bytes", "write_bytes_durable", "write_parquet_durable"]
 
 
 def exists(uri: str) -> bool:
@@ -33,10 +34,15 @@ def read_bytes(uri: str) -> bytes:
         return bytes(stream.read())
 
 
-def write_parquet_durable(table: pa.Table, uri: str, *, compression: str = "zstd") -> None:
-    """Write ``table`` as one Parquet file at ``uri`` (replacing nothing: callers check first)."""
+def write_parquet_durable(
+    table: pa.Table, uri: str, *, compression: str = "zstd", use_dictionary: bool | Sequence[str] = True
+) -> None:
+    """Write ``table`` as one Parquet file at ``uri`` (replacing nothing: callers check first).
+
+    ``use_dictionary``: dictionary-encode every column, none, or the named ones.
+    """
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression=compression)
+    pq.write_table(table, buffer, compression=compression, use_dictionary=use_dictionary)
     write_bytes_durable(buffer.getvalue(), uri)
 
 
@@ -68,14 +74,37 @@ def write_bytes_durable(data: bytes, uri: str) -> None:
     _fsync_dir(parent or ".")
 
 
-def _make_dirs_durable(directory: str) -> None:
-    """``mkdir -p`` whose new entries survive a crash (each new directory's parent is synced)."""
+def make_dirs_durable(uris: Iterable[str]) -> None:
+    """``mkdir -p`` of several directories (a batch's partitions), each new entry durable: the
+    parents of new directories are synced once each, after all their new children are made,
+    rather than once per child (one date directory holds up to 24 new hour directories).
+    Object stores have no directories: nothing to do."""
+    parents: set[str] = set()
+    for uri in uris:
+        fs, path = filesystem_for(uri)
+        if not isinstance(fs, pafs.LocalFileSystem):
+            return
+        for new in _missing(path or "."):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(new)
+            parents.add(os.path.dirname(new))
+    for parent in sorted(parents, key=lambda p: (-p.count(os.sep), p)):
+        _fsync_dir(parent)
+
+
+def _missing(directory: str) -> list[str]:
+    """The directories to create for ``directory`` to exist, outermost first."""
     missing: list[str] = []
     current = os.path.abspath(directory)
     while not os.path.isdir(current):
         missing.append(current)
         current = os.path.dirname(current)
-    for new in reversed(missing):
+    return missing[::-1]
+
+
+def _make_dirs_durable(directory: str) -> None:
+    """``mkdir -p`` whose new entries survive a crash (each new directory's parent is synced)."""
+    for new in _missing(directory):
         with contextlib.suppress(FileExistsError):
             os.mkdir(new)
         _fsync_dir(os.path.dirname(new))
