@@ -12,7 +12,9 @@ DEMO_ARGS ?=
 COMPILED := .build/compiled
 COMPILED_STAMP := $(COMPILED)/.built
 SOURCES := $(shell find src/abasto -name '*.py') setup.py pyproject.toml
-HAVE_CC := $(shell command -v cc || command -v gcc)
+# a C compiler and Python's headers (python3-dev on Debian) build it; without them, pure Python
+HAVE_CC := $(shell (command -v cc || command -v gcc) >/dev/null && $(PYTHON) -c "import os, sys, sysconfig; \
+	sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" && echo yes)
 
 .PHONY: help venv demo test test-slow test-compiled compiled lint fmt bench clean clean-data
 
@@ -45,11 +47,11 @@ test: $(STAMP) lint
 ifneq ($(HAVE_CC),)
 	$(MAKE) --no-print-directory test-compiled
 else
-	@echo "no C compiler: the compiled engine was not built nor tested (the pure-Python one was)"
+	@echo "no C compiler or Python headers: the compiled engine was neither built nor tested (the pure-Python one was)"
 endif
 
 $(COMPILED_STAMP): $(STAMP) $(SOURCES)
-	@test -n "$(HAVE_CC)" || { echo "the compiled engine needs a C compiler (cc); install gcc or clang"; exit 1; }
+	@test -n "$(HAVE_CC)" || { echo "the compiled engine needs a C compiler and Python's headers: install gcc (or clang) and python3-dev"; exit 1; }
 	rm -rf $(COMPILED) build
 	ABASTO_MYPYC=1 $(BIN)/pip install --quiet --no-deps --no-build-isolation --target $(COMPILED) .
 	@touch $@
@@ -70,7 +72,7 @@ ifneq ($(HAVE_CC),)
 	$(MAKE) --no-print-directory compiled
 	PYTHONPATH=$(COMPILED) $(BIN)/python -m bench
 else
-	@echo "no C compiler: benchmarking the pure-Python engine (make compiled needs cc)"
+	@echo "no C compiler or Python headers: benchmarking the pure-Python engine (make compiled needs them)"
 	$(BIN)/python -m bench
 endif
 
