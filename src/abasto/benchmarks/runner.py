@@ -49,7 +49,7 @@ def as_json(figures: Sequence[Figure]) -> dict[str, float | str]:
 def print_table(figures: Sequence[Figure], console: Console | None = None) -> None:
     build = {
         "mypyc": "compiled engine (mypyc)",
-        "python": "pure-Python engine (`make compiled` builds the ~1.5× faster one)",
+        "python": "pure-Python engine (`make compiled` builds the ~1.4–1.7× faster one)",
     }
     t = Table(
         title="abasto benchmarks (medians of repeated runs; limit measured in the same run)",
