@@ -12,8 +12,10 @@ import pytest
 from realtime_doubles import SKU, Device, FlatPattern, local, reference
 
 from abasto.contracts.alerts import decode_alert
-from abasto.realtime.engine import Engine
+from abasto.realtime.engine import Engine, Output
+from abasto.realtime.metrics import ProcessorMetrics
 from abasto.realtime.processor import Processor
+from abasto.realtime.snapshot import EngineSnapshot
 from abasto.settings import NatsSettings
 from abasto.stream.ephemeral import EphemeralNatsServer
 from abasto.stream.jetstream import JetStreamEventStream
@@ -133,3 +135,44 @@ async def test_a_long_run_of_sales_is_processed_whole(stream: EventStream, tmp_p
     await proc.run_until_idle()
     assert proc.metrics.accepted == len(msgs)
     assert proc.last_run is not None and proc.last_run.rate > 0, proc.last_run
+
+
+class _StopAfterFirst:
+    """An engine that asks its worker to stop once it has processed one message."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.engine = engine()
+        self.stop = stop
+        self.seen: list[bytes] = []
+
+    @property
+    def metrics(self) -> ProcessorMetrics:
+        return self.engine.metrics
+
+    def process(self, subject: str, data: bytes) -> list[Output]:
+        self.seen.append(data)
+        self.stop.set()
+        return self.engine.process(subject, data)
+
+    def snapshot(self) -> EngineSnapshot:
+        return self.engine.snapshot()
+
+    def restore(self, snap: EngineSnapshot) -> None:
+        self.engine.restore(snap)
+
+
+async def test_a_batch_read_ahead_is_handled_before_stopping(stream: EventStream) -> None:
+    """The worker fetches the next batch while handling one; stopping handles the batch read ahead,
+    and the same worker then goes on from the next message: none lost, none applied twice."""
+    dev = Device("S1")
+    msgs = [dev.stock(local(14, 8), 500)] + [dev.sale(local(14, 8, k + 1)) for k in range(29)]
+    await put(stream, msgs)
+    stop = asyncio.Event()
+    wrapped = _StopAfterFirst(stop)
+    proc = Processor(stream, wrapped, batch_size=10, fetch_timeout_s=0.3)
+    await asyncio.wait_for(proc.run(stop), timeout=10)
+    assert wrapped.seen == [d for _, d in msgs[:20]]  # the first batch and the one read ahead
+    assert proc.handled_at is not None
+    await proc.run_until_idle()
+    assert wrapped.seen == [d for _, d in msgs]
+    assert (proc.metrics.accepted, proc.metrics.duplicates, proc.applied) == (30, 0, 30)

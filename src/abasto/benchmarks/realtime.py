@@ -396,7 +396,9 @@ async def _batched_end_to_end(
                         await asyncio.sleep(0.005)
                     stop.set()
                     await worker
-                    processed, cpu = time.monotonic(), time.process_time() - cpu0
+                    # when the last batch's outputs were stored (not the read-ahead's wait after it)
+                    assert processor.handled_at is not None
+                    processed, cpu = processor.handled_at, time.process_time() - cpu0
                     await publisher.published(60.0)
                     delivered = await delivery.result(300.0)
                     await publisher.stop()

@@ -1,8 +1,9 @@
 """The stream processor: JetStream (POS) → Engine → ALERTS / DLQ.
 
-Per batch: fetch from the durable pull consumer, run each message through the engine, publish the
-outputs (alerts with ``Nats-Msg-Id`` = alert id, dead letters ``dlq:<stream seq>`` with the reason
-header) and wait for the stream's acknowledgements. An output is not held behind a slow batch: once
+Per batch: fetch from the durable pull consumer (the next batch is fetched while this one is
+handled: read-ahead), run each message through the engine, publish the outputs (alerts with
+``Nats-Msg-Id`` = alert id, dead letters ``dlq:<stream seq>`` with the reason header) and wait for
+the stream's acknowledgements. An output is not held behind a slow batch: once
 it has waited ``OUTPUT_BUDGET_S``, the outputs so far are published before the batch goes on.
 
 Without a checkpoint store (the demo), the inputs are then acknowledged: at-least-once, and a
@@ -32,6 +33,7 @@ consumers still see one alert per id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -134,6 +136,9 @@ class Processor:
         #: redelivered messages skipped as already applied
         self.skipped = 0
         self.checkpoints_written = 0
+        #: time.monotonic() when the last batch was handled (its outputs stored; acked or pending
+        #: the next checkpoint)
+        self.handled_at: float | None = None
         self._unacked: list[StreamMessage] = []
         self._last_ckpt = time.monotonic()
         if (checkpoints is not None or not self.partition.whole) and not isinstance(
@@ -200,42 +205,83 @@ class Processor:
         consumer = await self._bound()
         started, count = time.perf_counter(), 0
         busy_until = started
-        while True:
-            msgs = await consumer.fetch(self._batch, timeout_s=self._fetch_timeout)
-            if msgs:
-                await self._handle(msgs)
-                count += len(msgs)
-                busy_until = time.perf_counter()
-                continue
-            if self._unacked:
-                await self.checkpoint()
-                continue
-            if (await consumer.state()).idle:
-                break
+        ahead: asyncio.Task[list[StreamMessage]] | None = None
+        try:
+            while True:
+                fetched, ahead = ahead, None
+                msgs = await self._fetch(consumer, fetched)
+                if msgs:
+                    ahead = await self._read_ahead(consumer)
+                    await self._handle(msgs)
+                    count += len(msgs)
+                    busy_until = time.perf_counter()
+                    continue
+                if self._unacked:
+                    await self.checkpoint()
+                    continue
+                if (await consumer.state()).idle:
+                    break
+        finally:
+            await _drop(ahead)
         # the rate counts the time until the last batch was handled, not the final idle wait
         self.last_run = RunStats(count, busy_until - started)
         return self.metrics
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until ``stop`` is set; transient stream errors are retried with backoff."""
+        """Process until ``stop`` is set; transient stream errors are retried with backoff.
+
+        A batch fetched ahead when ``stop`` is set is handled before returning (as a fetch in
+        progress would be): stopping waits at most one fetch timeout and one batch.
+        """
         backoff = 0.2
-        while not stop.is_set():
-            try:
-                consumer = await self._bound()
-                msgs = await consumer.fetch(self._batch, timeout_s=self._fetch_timeout)
-                if msgs:
-                    await self._handle(msgs, stop)
-                elif self._unacked:
-                    await self.checkpoint()  # idle: make the progress durable
-                backoff = 0.2
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("stream unavailable (%r); retrying in %.1fs", exc, backoff)
-                await _sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
+        ahead: asyncio.Task[list[StreamMessage]] | None = None
+        try:
+            while not stop.is_set() or ahead is not None:
+                try:
+                    consumer = await self._bound()
+                    fetched, ahead = ahead, None
+                    msgs = await self._fetch(consumer, fetched)
+                    if msgs:
+                        if not stop.is_set():
+                            ahead = await self._read_ahead(consumer)
+                        await self._handle(msgs, stop)
+                    elif self._unacked:
+                        await self.checkpoint()  # idle: make the progress durable
+                    backoff = 0.2
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    if stop.is_set():
+                        break  # what was fetched ahead and not handled is redelivered
+                    log.warning("stream unavailable (%r); retrying in %.1fs", exc, backoff)
+                    await _sleep_or_stop(stop, backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            await _drop(ahead)
         if self._unacked:
             await self.checkpoint()
+
+    async def _fetch(
+        self, consumer: Consumer, ahead: asyncio.Task[list[StreamMessage]] | None
+    ) -> list[StreamMessage]:
+        """The batch fetched ahead, if any (the caller forgets the task first), else a fetch now."""
+        if ahead is not None:
+            return await ahead
+        return await consumer.fetch(self._batch, timeout_s=self._fetch_timeout)
+
+    async def _read_ahead(self, consumer: Consumer) -> asyncio.Task[list[StreamMessage]]:
+        """Fetch the next batch while this one is handled.
+
+        The engine runs without yielding, so the request is sent now: two turns of the event loop
+        let the fetch send its pull request and the client's flusher write it. The stream then
+        delivers the next batch during the engine's work instead of after it. Messages arrive in
+        stream order and are handled after the current batch, so the order of application, the
+        outputs and the checkpoint order (module docstring) are unchanged.
+        """
+        task = asyncio.create_task(consumer.fetch(self._batch, timeout_s=self._fetch_timeout))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return task
 
     async def _handle(self, msgs: list[StreamMessage], stop: asyncio.Event | None = None) -> None:
         outgoing: list[OutgoingMessage] = []
@@ -262,6 +308,7 @@ class Processor:
         if self._checkpoints is None:
             for msg in msgs:
                 await msg.ack()
+            self.handled_at = time.monotonic()
             return
         self._unacked += msgs
         if (
@@ -269,6 +316,7 @@ class Processor:
             or time.monotonic() - self._last_ckpt >= self._ckpt_interval
         ):
             await self.checkpoint()
+        self.handled_at = time.monotonic()
 
     async def checkpoint(self) -> None:
         """Commit: outputs flushed → state written at ``position`` → inputs acknowledged.
@@ -327,6 +375,15 @@ def _dead_letter(dl: DeadLetter, source: StreamMessage) -> OutgoingMessage:
         msg_id = f"{msg_id}:{dl.index}"
         headers[BATCH_INDEX_HEADER] = str(dl.index)
     return OutgoingMessage(subject=DLQ_POS_SUBJECT, data=dl.data, msg_id=msg_id, headers=headers)
+
+
+async def _drop(task: asyncio.Task[list[StreamMessage]] | None) -> None:
+    """Cancel an unused read-ahead; its messages, unacknowledged, are redelivered."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
