@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from delivery_helpers import T0, events, expected_keys, keys, publish, read_table
@@ -73,6 +74,12 @@ async def test_events_land_in_their_event_hour_partitions(
         ("2026-03-02", 2, 2),
     ]
     assert rows[0][3] == int(T0.timestamp() * 1_000_000)
+    # the files' writer options (CONTRACTS.md): Snappy, dictionaries on the string columns only
+    meta = pq.ParquetFile(f"{root}/date=2026-03-01/hour=22/{name}").metadata
+    chunks = [meta.row_group(0).column(i) for i in range(meta.num_columns)]
+    assert {c.compression for c in chunks} == {"SNAPPY"}
+    encoded = {c.path_in_schema for c in chunks if c.dictionary_page_offset is not None}
+    assert encoded == {f.name for f in table.schema if f.type == pa.string()} - {"date"}
 
 
 async def test_rerunning_over_the_same_stream_writes_nothing_new(

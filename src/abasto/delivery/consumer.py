@@ -45,7 +45,7 @@ from abasto.delivery.durable import exists, make_dirs_durable, write_parquet_dur
 from abasto.delivery.layout import DEDUP_STATE, part_name, pos_events_uri
 from abasto.delivery.ledger import BatchManifest, Ledger, digest, runs_of
 from abasto.delivery.metrics import DeliveryMetrics
-from abasto.delivery.rows import DICTIONARY_COLUMNS, DecodedBatch, decode_batch
+from abasto.delivery.rows import COMPRESSION, DICTIONARY_COLUMNS, DecodedBatch, decode_batch
 from abasto.errors import TerminalError, is_transient
 from abasto.lake.storage import join_uri
 from abasto.stream.port import Consumer, EventStream, StreamMessage
@@ -271,7 +271,9 @@ class RawDelivery:
             if exists(uri):
                 self.metrics.files_skipped += 1
             else:
-                write_parquet_durable(table, uri, use_dictionary=DICTIONARY_COLUMNS)
+                write_parquet_durable(
+                    table, uri, compression=COMPRESSION, use_dictionary=DICTIONARY_COLUMNS
+                )
                 self.metrics.files_written += 1
                 self.metrics.rows_written += table.num_rows
             self._hook("file", manifest)
