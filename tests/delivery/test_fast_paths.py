@@ -134,7 +134,7 @@ def random_payload(r: random.Random) -> dict[str, Any]:
         }
     doc = {"type": "heartbeat"}
     if r.random() < 0.7:
-        doc["battery_mv"] = r.choice([3700, None, 0, -5])
+        doc["battery_mv"] = r.choice([3700, None, 0, 100_000, -5, 100_001, 2**31])
     return doc
 
 
@@ -171,13 +171,15 @@ class Traffic:
 
     def __init__(self, seed: int) -> None:
         self.r = random.Random(seed)
-        self.next_seq = {f"dev-S000{i}-1": self.r.choice([0, 5, 999_990]) for i in (1, 2, 3)}
+        # small seqs, and large ones: past 2**32 (the dedup's two sort keys), up to the int64 bound
+        starts = [0, 5, 999_990, 2**32 - 3, 2**63 - 10]
+        self.next_seq = {f"dev-S000{i}-1": self.r.choice(starts) for i in (1, 2, 3)}
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
     def event(self, device: str) -> dict[str, Any]:
         r = self.r
         seq = self.next_seq[device]
-        self.next_seq[device] = min(seq + r.choice([1, 1, 2, 5]), 1_000_000)
+        self.next_seq[device] = min(seq + r.choice([1, 1, 2, 5]), 2**63 - 1)
         doc = {
             "seq": seq,
             "event_time": iso(random_time(r, NOW), r.choice(ZONES)),

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from abasto.contracts.alerts import Alert, alert_id, can_transition, decode_alert, encode_alert
 from abasto.contracts.events import (
     DeviceEvent,
+    Heartbeat,
     SaleScan,
     StockReading,
     decode_event,
@@ -62,6 +63,28 @@ def test_wrong_type_and_unknown_field_and_negative_qty() -> None:
     ):
         with pytest.raises(InvalidEventError, match="invalid_field"):
             decode_event(bad.encode(), now=NOW)
+
+
+def test_seq_is_any_non_negative_int64() -> None:
+    """A device may count for years, or from a clock: only the raw files' int64 bounds its seq."""
+    for seq in (0, 1_000_001, 2**40, 2**63 - 1):
+        assert decode_event(encode_event(_event(seq=seq)), now=NOW).seq == seq
+    for seq in (-1, 2**63):
+        with pytest.raises(InvalidEventError, match="seq"):
+            decode_event(encode_event(_event(seq=7)).replace(b'"seq":7', f'"seq":{seq}'.encode()), now=NOW)
+
+
+@pytest.mark.parametrize("mv", [-1, 100_001, 2**31])
+def test_a_battery_voltage_out_of_range_is_rejected(mv: int) -> None:
+    """Bounded (0..100,000 mV): a value beyond int32 would fail the raw files' column instead."""
+    for ok in (0, 3700, 100_000, None):
+        assert decode_event(encode_event(_event(payload=Heartbeat(battery_mv=ok))), now=NOW)
+    bad = encode_event(_event(payload=Heartbeat(battery_mv=0))).replace(
+        b'"battery_mv":0', f'"battery_mv":{mv}'.encode()
+    )
+    with pytest.raises(InvalidEventError, match="battery_mv") as info:
+        decode_event(bad, now=NOW)
+    assert info.value.reason == "invalid_field"
 
 
 def test_future_and_naive_timestamps() -> None:

@@ -38,8 +38,8 @@ from abasto.contracts.events import (
     MAX_FUTURE_SKEW,
     DeviceEvent,
     Id,
-    NonNegative,
     Payload,
+    Seq,
 )
 from abasto.errors import InvalidEventError, InvalidInputError
 
@@ -56,7 +56,7 @@ _PREFIX: Final = b'{"schema":' + _SCHEMA_BYTES
 class BatchedEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One event of a batch: the device and store are the batch's."""
 
-    seq: NonNegative
+    seq: Seq
     event_time: datetime
     payload: Payload
 

@@ -30,6 +30,11 @@ MAX_FUTURE_SKEW: Final = timedelta(minutes=10)
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 NonNegative = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Positive = Annotated[int, msgspec.Meta(gt=0, le=100_000)]
+#: a device's event sequence number: any non-negative int64 (a device may count from 1 or from a
+#: clock; the raw files' column is int64)
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: a device battery's voltage in millivolts (bounded so that it fits the raw files' int32 column)
+Millivolts = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
 
 
 class SaleScan(msgspec.Struct, tag="sale", forbid_unknown_fields=True, frozen=True):
@@ -63,7 +68,9 @@ class CoolerTelemetry(msgspec.Struct, tag="cooler", forbid_unknown_fields=True, 
 
 
 class Heartbeat(msgspec.Struct, tag="heartbeat", forbid_unknown_fields=True, frozen=True):
-    battery_mv: int | None = None
+    """The device is alive; its battery voltage when it knows it."""
+
+    battery_mv: Millivolts | None = None
 
 
 Payload = SaleScan | StockReading | DeliveryReceipt | CoolerTelemetry | Heartbeat
@@ -74,7 +81,7 @@ class DeviceEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     device_id: Id
     store_id: Id
-    seq: NonNegative
+    seq: Seq
     event_time: datetime
     payload: Payload
     schema: Literal["abasto.pos/v1"] = SCHEMA_V1

@@ -176,7 +176,7 @@ def _device_runs(batch: DecodedBatch) -> list[tuple[str, list[tuple[int, int]]]]
     rank[by_name] = np.arange(len(names))
     device = rank[np.asarray(devices.indices)]
     seq = np.asarray(rows["seq"])
-    if seq.min() >= 0 and seq.max() < 1 << 32:  # seqs (≤ 1,000,000) fit in one sort key
+    if seq.min() >= 0 and seq.max() < 1 << 32:  # seqs (mostly small) fit in one sort key
         order = np.argsort((device << 32) | seq, kind="stable")
     else:
         order = np.lexsort((seq, device))

@@ -29,7 +29,7 @@ from typing import Annotated, ClassVar, Final, Literal
 import msgspec
 
 from abasto.contracts.batches import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from abasto.contracts.events import MAX_FUTURE_SKEW, Id, NonNegative, Positive
+from abasto.contracts.events import MAX_FUTURE_SKEW, Id, Millivolts, NonNegative, Positive, Seq
 
 __all__ = ["KINDS", "MIRRORS", "FastPayload", "FastRecord", "SkuCheck", "decode_valid_batch"]
 
@@ -97,7 +97,7 @@ class FastCooler(msgspec.Struct, tag="cooler", forbid_unknown_fields=True, froze
 class FastHeartbeat(msgspec.Struct, tag="heartbeat", forbid_unknown_fields=True, frozen=True):
     """Mirror of :class:`~abasto.contracts.events.Heartbeat`."""
 
-    battery_mv: int | None = None
+    battery_mv: Millivolts | None = None
     sku = None
     qty = None
     price = None
@@ -118,7 +118,7 @@ KINDS: Final = ("sale", "stock", "delivery", "cooler", "heartbeat")
 class FastEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Mirror of :class:`~abasto.contracts.batches.BatchedEvent` (``event_time`` must be aware)."""
 
-    seq: NonNegative
+    seq: Seq
     event_time: Annotated[datetime, msgspec.Meta(tz=True)]
     payload: FastPayload
 
