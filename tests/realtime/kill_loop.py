@@ -43,11 +43,15 @@ async def kill_and_restart(
     random delay of up to ``jitter_s``, so the kill lands anywhere: mid-batch, mid-publish,
     mid-write); then run it a last time to completion (it must exit 0).
 
+    A run is killed only once it has made progress of its own (beyond what the killed run before
+    it left), even where its target was already passed: every kill lands at a distinct point.
+
     Raises AssertionError if a run exits on its own before it is killed, or the last one fails.
     """
     record = KillRecord()
-    for target in sorted(targets):
+    for wanted in sorted(targets):
         started = time.monotonic()
+        target = max(wanted, progress() + 1)
         # stderr to a file, not a pipe: a chatty worker must never block on a full pipe
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(list(command), env=dict(env), stdout=subprocess.DEVNULL, stderr=err)

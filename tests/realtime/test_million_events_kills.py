@@ -119,7 +119,9 @@ async def kill_processor(
         "--batch",
         "1000",
     ]
-    targets = [rng.randrange(last_seq // 20, last_seq * 19 // 20) for _ in range(PROCESSOR_KILLS)]
+    # one kill at random in each of PROCESSOR_KILLS equal slices of 5 %–95 % of the stream
+    lo, span = last_seq // 20, (last_seq * 18 // 20) // PROCESSOR_KILLS
+    targets = [rng.randrange(lo + k * span, lo + (k + 1) * span) for k in range(PROCESSOR_KILLS)]
     record = await kill_and_restart(
         command, env=env, progress=lambda: _checkpointed_seq(store), targets=targets, rng=rng, jitter_s=2.0
     )
