@@ -66,7 +66,7 @@ def test_wrong_type_and_unknown_field_and_negative_qty() -> None:
 
 
 def test_seq_is_any_non_negative_int64() -> None:
-    """A device may count for years, or from a clock: only the raw files' int64 bounds its seq."""
+    """A device counts its events for years: only the raw files' int64 bounds its seq."""
     for seq in (0, 1_000_001, 2**40, 2**63 - 1):
         assert decode_event(encode_event(_event(seq=seq)), now=NOW).seq == seq
     for seq in (-1, 2**63):

@@ -30,8 +30,8 @@ MAX_FUTURE_SKEW: Final = timedelta(minutes=10)
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 NonNegative = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Positive = Annotated[int, msgspec.Meta(gt=0, le=100_000)]
-#: a device's event sequence number: any non-negative int64 (a device may count from 1 or from a
-#: clock; the raw files' column is int64)
+#: a device's event sequence number, counting up over the device's life: any non-negative int64 (the
+#: raw files' column type)
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 #: a device battery's voltage in millivolts (bounded so that it fits the raw files' int32 column)
 Millivolts = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
